@@ -1,0 +1,1 @@
+"""fabship's quality gates: `python -m ci` (see README, "Gates")."""

@@ -1,0 +1,1 @@
+"""hello: the example Tornado service that fabship ships and deploys."""
