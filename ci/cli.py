@@ -54,6 +54,7 @@ def clear_reports(settings):
 
 def run(settings, gates, jobs, out):
     """Run the jobs, judge the gates, print the table, write the record."""
+    commit, dirty = git_state(settings.root, outputs=(str(settings.reports), ".coverage*"))
     clear_reports(settings)
     outcomes = run_jobs(jobs, settings.root, progress=out)
     results = [judge(gate, outcomes[gate.job], settings) for gate in gates]
@@ -63,7 +64,6 @@ def run(settings, gates, jobs, out):
         if not result.passed:
             out(f"\n{result.name} {result.status}: {result.detail or result.shown}")
             out(outcomes[gates_job(gates, result)].tail())
-    commit, dirty = git_state(settings.root)
     record = build_record(results, commit, dirty)
     write_record(settings.reports_dir / "gates.json", record)
     passed = sum(r.passed for r in results)

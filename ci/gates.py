@@ -57,7 +57,7 @@ def pytest_job(settings: CiSettings, python, coverage):
 def pylint_job(settings: CiSettings, python):
     """pylint over the packages; parseable text report in reports/pylint.txt."""
     argv = (python, "-m", "pylint", *settings.packages, "--persistent=n",
-            "--output-format=parseable", f"--output={settings.reports / 'pylint.txt'}")
+            f"--output-format=parseable:{settings.reports / 'pylint.txt'},parseable")
     return Job("pylint", argv, ("pylint",), str(settings.reports / "pylint.log"))
 
 

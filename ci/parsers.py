@@ -12,7 +12,7 @@ class ReportError(Exception):
 
 
 @dataclass(frozen=True)
-class TestCounts:
+class JunitTotals:
     """Totals from a JUnit XML report."""
 
     tests: int
@@ -51,7 +51,7 @@ def parse_junit(path):
     for suite in suites:
         for i, key in enumerate(("tests", "failures", "errors", "skipped")):
             totals[i] += int(suite.get(key, "0"))
-    return TestCounts(*totals)
+    return JunitTotals(*totals)
 
 
 def parse_coverage(path):

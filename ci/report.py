@@ -4,15 +4,19 @@ import subprocess
 from datetime import datetime, timezone
 
 
-def git_state(root):
-    """(commit, dirty) of the checkout at root; (None, None) outside git."""
+def git_state(root, outputs=()):
+    """(commit, dirty) of the checkout at root; (None, None) outside git.
+
+    Paths in `outputs` (what the gates themselves write) do not make the tree dirty.
+    """
     def git(*args):
         proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
                               check=False)
         return proc.stdout.strip() if proc.returncode == 0 else None
     try:
         commit = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain") if commit else None
+        excludes = [f":(exclude){path}" for path in outputs]
+        status = git("status", "--porcelain", "--", ".", *excludes) if commit else None
     except OSError:  # git itself is not installed
         return None, None
     if commit is None:

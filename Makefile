@@ -1,0 +1,35 @@
+# fabship: `make demo` runs the main job, `make test` the whole suite. Both set up first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEB_PACKAGES := openssh-server openssh-client chromium chromium-driver
+NPM_PREFIX := .tools/npm
+GROOVY_LINT := $(NPM_PREFIX)/node_modules/.bin/npm-groovy-lint
+
+.PHONY: setup system-packages test demo clean
+
+setup: system-packages $(VENV)/.installed $(GROOVY_LINT)
+
+system-packages:
+	@sh tools/system-deps.sh $(DEB_PACKAGES)
+
+$(VENV)/.installed: setup.cfg pyproject.toml services/hello/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]' \
+		-r services/hello/requirements.txt
+	touch $@
+
+$(GROOVY_LINT):
+	npm install --silent --no-audit --no-fund --prefix $(NPM_PREFIX) npm-groovy-lint@15
+
+# The whole suite is the gates: every test (unit gate) with coverage, pylint, metrics.
+test: setup
+	$(PY) -m ci
+
+# The main job. For now: the gates on this repo, which write reports/.
+demo: setup
+	$(PY) -m ci
+
+clean:
+	rm -rf $(VENV) .tools reports .coverage

@@ -1,0 +1,6 @@
+"""Greetings."""
+
+
+def greet(name):
+    """A greeting for name."""
+    return f"hello {name}"

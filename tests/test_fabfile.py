@@ -1,0 +1,33 @@
+"""The `fab` entry point: task listing and the ci task."""
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import REPO
+
+FAB = str(Path(sys.executable).with_name("fab"))
+
+
+def fab(*args, cwd=REPO):
+    return subprocess.run([FAB, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_fab_lists_tasks_with_docs():
+    proc = fab("-l")
+    assert proc.returncode == 0
+    assert "ci   Run the quality gates (python -m ci)" in proc.stdout
+
+
+def test_fab_dry_ci_prints_commands():
+    proc = fab("--dry", "ci", "--only", "lint")
+    assert proc.returncode == 0
+    assert "-m pylint ci deploy fabfile.py services/hello/hello" in proc.stdout
+    assert "nothing was run (--dry)" in proc.stdout
+
+
+def test_fab_ci_bad_gate_exits_2():
+    proc = fab("ci", "--only", "speed")
+    assert proc.returncode == 2
+    assert "ci: error: --only: unknown gate 'speed'" in proc.stderr
+    assert "Traceback" not in proc.stderr
