@@ -3,6 +3,8 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from ci.cli import main as run_gates
+from deploy import deployment
+from deploy.cli import remember_selection, run_command
 
 
 @task(name="ci", help={"only": "comma list of gates to run (unit, coverage, lint, metrics)"})
@@ -14,3 +16,18 @@ def gates(c, only=None):
     code = run_gates(argv)
     if code:
         raise Exit(code=code)
+
+
+@task(help={"name": "service to act on (when fabric.yaml declares several)",
+            "env": "environment to act on (when the service declares several)",
+            "hosts": "comma list of user@addr[:port]: exactly these hosts, base settings"})
+def service(c, name=None, env=None, hosts=None):
+    """Choose the service/environment/hosts for the next task: `fab service deploy`."""
+    remember_selection(c, name, env, hosts)
+
+
+@task(help={"skip_gates": "ship even without a passing gate record (recorded)",
+            "break_lock": "take over a stale deploy lock"})
+def deploy(c, skip_gates=False, break_lock=False):
+    """Ship a release to every host: upload, switch, restart, health-check, roll back."""
+    run_command(c, deployment.deploy, skip_gates=skip_gates, break_lock=break_lock)

@@ -1,0 +1,103 @@
+"""Build what ships, once, on the controller: the source tarball and the deps bundle.
+
+Both are deterministic (sorted entries, zero timestamps and owners), so unchanged
+content gives the same digest and hosts that hold it skip the upload. The deps bundle
+(wheels of the requirements, plus supervisor when it manages the service) is keyed by
+the requirements hash and installed on hosts with `pip --no-index`: hosts need no
+route to the internet.
+"""
+import gzip
+import hashlib
+import io
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError, DeployError
+
+SUPERVISOR = "supervisor>=4.3"
+SKIP_DIRS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache"}
+SKIP_SUFFIXES = (".pyc", ".pyo")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A built tarball: its sha256 digest and bytes."""
+
+    digest: str
+    data: bytes
+
+    @property
+    def name(self):
+        """File name on hosts: named by the digest."""
+        return f"{self.digest}.tar.gz"
+
+
+def _files(source):
+    for path in sorted(Path(source).rglob("*")):
+        rel = path.relative_to(source)
+        if SKIP_DIRS & set(rel.parts) or path.suffix in SKIP_SUFFIXES or path.is_dir():
+            continue
+        yield path, rel.as_posix()
+
+
+def deterministic_tar(entries):
+    """gzip'd tar of (arcname, bytes, mode) entries with fixed metadata -> bytes."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for arcname, data, mode in sorted(entries):
+            info = tarfile.TarInfo(arcname)
+            info.size, info.mode, info.mtime = len(data), mode, 0
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def build_source(source):
+    """The release tarball of the `source` directory."""
+    source = Path(source)
+    if not source.is_dir():
+        raise ConfigError(f"source directory {str(source)!r} does not exist")
+    entries = [(rel, path.read_bytes(), 0o755 if path.stat().st_mode & 0o100 else 0o644)
+               for path, rel in _files(source)]
+    data = deterministic_tar(entries)
+    return Artifact(hashlib.sha256(data).hexdigest(), data)
+
+
+def deps_specs(requirements_text, manager):
+    """What the venv installs: the requirements, plus supervisor under supervisor."""
+    extra = f"{SUPERVISOR}\n" if manager == "supervisor" else ""
+    return requirements_text + ("\n" if requirements_text and not
+                                requirements_text.endswith("\n") else "") + extra
+
+
+def deps_hash(specs):
+    """Short hash naming the venv built from these specs."""
+    return hashlib.sha256(specs.encode()).hexdigest()[:16]
+
+
+def build_deps(specs, cache_dir, log=print):
+    """Wheels for `specs` (pip wheel, cached by hash) bundled with requirements.txt."""
+    key = deps_hash(specs)
+    bundle = Path(cache_dir) / f"deps-{key}.tar.gz"
+    if bundle.exists():
+        data = bundle.read_bytes()
+        return Artifact(hashlib.sha256(data).hexdigest(), data)
+    wheels = Path(cache_dir) / f"wheels-{key}"
+    wheels.mkdir(parents=True, exist_ok=True)
+    (wheels / "requirements.txt").write_text(specs)
+    log(f"building wheels for the requirements ({key}) ...")
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet",
+                           "--disable-pip-version-check", "-w", str(wheels),
+                           "-r", str(wheels / "requirements.txt")],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise DeployError(f"pip wheel failed for the requirements:\n{proc.stderr.strip()}")
+    entries = [(path.name, path.read_bytes(), 0o644) for path in sorted(wheels.iterdir())]
+    data = deterministic_tar(entries)
+    bundle.write_bytes(data)
+    return Artifact(hashlib.sha256(data).hexdigest(), data)

@@ -1,0 +1,45 @@
+"""The deploy lock (`mkdir` is atomic) and the read-only fact probe, in one round trip."""
+from . import script
+
+LOCKED_EXIT = 75
+
+ACQUIRE = r"""
+root=$1 owner=$2 break=$3
+mkdir -p "$root"
+if ! mkdir "$root/.lock" 2>/dev/null; then
+  if [ "$break" != 1 ]; then
+    printf 'locked-by='; cat "$root/.lock/owner.json" 2>/dev/null || echo '{}'
+    exit 75
+  fi
+  rm -rf "$root/.lock" && mkdir "$root/.lock"
+fi
+printf '%s\n' "$owner" > "$root/.lock/owner.json"
+"""
+
+PROBE = r"""
+root=$1 artifact=$2 venv=$3
+printf 'current=%s\n' "$(readlink "$root/current" 2>/dev/null)"
+printf 'releases=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 | grep -v '^\.' | tr '\n' ' ')"
+[ -f "$root/artifacts/$artifact" ] && echo artifact=yes
+[ -f "$root/venvs/$venv/.complete" ] && echo venv=yes
+exit 0
+"""
+
+READ_LOCK = r"""
+cat "$1/.lock/owner.json" 2>/dev/null || true
+"""
+
+
+def acquire(root, owner_json, break_lock):
+    """Take the lock or exit 75 printing `locked-by=<owner.json>`."""
+    return script(ACQUIRE, root, owner_json, "1" if break_lock else "0")
+
+
+def probe(root, artifact_name, venv_key):
+    """Print facts as key=value lines (see facts.parse_facts)."""
+    return script(PROBE, root, artifact_name, venv_key)
+
+
+def release(root):
+    """Give the lock back."""
+    return ("rm", "-rf", "--", f"{root}/.lock")

@@ -1,0 +1,95 @@
+"""Releases on a host: assemble, install deps, switch atomically, record, prune."""
+import posixpath
+
+from . import script
+
+INSTALL_DEPS = r"""
+venv=$1 bundle=$2 python=$3
+rm -rf "$venv" "$venv.wheels" && mkdir -p "$venv.wheels"
+tar -xzf "$bundle" -C "$venv.wheels"
+"$python" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check \
+  --find-links "$venv.wheels" -r "$venv.wheels/requirements.txt"
+rm -rf "$venv.wheels" "$bundle"
+touch "$venv/.complete"
+"""
+
+SWITCH = r"""
+root=$1 target=$2
+ln -s "$target" "$root/.current.tmp.$$"
+mv -T "$root/.current.tmp.$$" "$root/current"
+"""
+
+APPEND_HISTORY = r"""
+printf '%s,"finished":"%s"}\n' "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$1"
+"""
+
+PRUNE = r"""
+dir=$1 keep=$2 order=$3; shift 3
+cd "$dir" || exit 0
+if [ "$order" = time ]; then list='ls -1t'; else list='ls -1r'; fi
+$list | grep -v '^\.' | tail -n +$((keep + 1)) | while read -r name; do
+  for protected in "$@"; do [ "$name" = "$protected" ] && continue 2; done
+  rm -rf -- "$name"
+done
+"""
+
+CLEAN_STAGING = r"""
+cd "$1" 2>/dev/null && rm -rf -- .*.tmp
+exit 0
+"""
+
+
+def make_dirs(layout):
+    """The layout's directories (idempotent)."""
+    return ("mkdir", "-p", layout.releases, layout.venvs, layout.artifacts,
+            posixpath.join(layout.shared, "log"), posixpath.join(layout.shared, "data"))
+
+
+def clean_staging(layout):
+    """Remove half-assembled releases left by an interrupted deploy."""
+    return script(CLEAN_STAGING, layout.releases)
+
+
+def keep_upload(part, final):
+    """Move an uploaded file into place."""
+    return ("mv", "-f", part, final)
+
+
+def extract(tarball, dest):
+    """Unpack a release tarball into the staging directory."""
+    return ("tar", "-xzf", tarball, "-C", dest)
+
+
+def install_deps(venv, bundle, python):
+    """Build venvs/<hash> from the shipped wheels, offline; `.complete` marks it done."""
+    return script(INSTALL_DEPS, venv, bundle, python)
+
+
+def link(target, name):
+    """A symlink `name` -> `target` (inside a staging release, so never live)."""
+    return ("ln", "-sfn", target, name)
+
+
+def publish(staging, release_dir):
+    """rename(2) the assembled release into releases/<id>."""
+    return ("mv", "-T", staging, release_dir)
+
+
+def switch(layout, release_dir):
+    """Point `current` at release_dir with rename(2): a temp symlink, then mv -T."""
+    return script(SWITCH, layout.root, release_dir)
+
+
+def append_history(layout, record_json):
+    """Append one JSON line (without its closing brace) plus the finish time."""
+    return script(APPEND_HISTORY, layout.history, record_json.rstrip("}"))
+
+
+def prune(directory, keep, protected, order="name"):
+    """Remove all but the newest `keep` entries, never the protected ones.
+
+    Newest is by name (release ids start with a UTC timestamp) or, with order="time",
+    by modification time (artifacts are named by digest).
+    """
+    return script(PRUNE, directory, keep, order, *protected)

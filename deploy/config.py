@@ -1,0 +1,246 @@
+"""fabric.yaml `services:` -> frozen, validated objects. No network, no Jinja2 here.
+
+Every error is a ConfigError naming the file and the key path, e.g.
+`fabric.yaml: services.hello.health.timeout: expected a number, got 'soon'`.
+"""
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .errors import ConfigError
+from .hosts import Host, parse_host
+
+NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+MANAGERS = ("supervisor", "systemd")
+SCALARS = (str, int, float, bool)
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """One template: `src` under templates/, rendered to `dest` in the release."""
+
+    src: str
+    dest: str
+    mode: int | None  # None: 0644, or 0600 when the text holds a secret
+
+
+@dataclass(frozen=True)
+class Health:
+    """How the host checks the new release: GET http://host:port/path until it answers."""
+
+    path: str
+    port: str  # a template, e.g. "{{ port }}"
+    host: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A named set of hosts with its own variables."""
+
+    name: str
+    hosts: tuple[Host, ...]
+    vars: MappingProxyType
+
+
+@dataclass(frozen=True)
+class Service:  # pylint: disable=too-many-instance-attributes
+    """One deployable service, as declared under `services:`."""
+
+    name: str
+    root: str  # a template; default /srv/<name>
+    source: str
+    requirements: str | None
+    python: str
+    run: str
+    manager: str
+    templates: tuple[TemplateSpec, ...]
+    health: Health
+    keep_releases: int
+    vars: MappingProxyType
+    secret_env: tuple[str, ...]
+    environments: MappingProxyType
+
+
+SERVICE_KEYS = ("root", "source", "requirements", "python", "run", "manager", "templates",
+                "health", "keep_releases", "vars", "secret_env", "environments")
+
+
+class Reader:
+    """Type checks that name the file and key path in their errors."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def fail(self, path, expected, value):
+        """Raise the one error shape every check uses."""
+        raise ConfigError(f"{self.source}: {path}: expected {expected}, got {value!r}")
+
+    def mapping(self, value, path, allowed=None):
+        """A mapping, optionally with only `allowed` keys."""
+        if not isinstance(value, dict):
+            self.fail(path, "a mapping", value)
+        if allowed is not None:
+            for key in value:
+                if key not in allowed:
+                    raise ConfigError(f"{self.source}: {path}.{key}: unknown key; "
+                                      f"expected one of {', '.join(allowed)}")
+        return value
+
+    def text(self, value, path, pattern=None, what="a string"):
+        """A non-empty string, optionally matching `pattern`."""
+        if not isinstance(value, str) or not value.strip():
+            self.fail(path, what, value)
+        if pattern is not None and not pattern.match(value):
+            self.fail(path, what, value)
+        return value
+
+    def number(self, value, path, low, kind=float):
+        """A number (int when kind is int) no smaller than `low`."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and kind is int:
+            ok = isinstance(value, int)
+        if not ok or value < low:
+            what = "a whole number" if kind is int else "a number"
+            self.fail(path, f"{what} >= {low}", value)
+        return kind(value)
+
+    def variables(self, value, path):
+        """A mapping of variable name -> scalar value."""
+        self.mapping(value, path)
+        for key, item in value.items():
+            if not isinstance(key, str) or not VAR_NAME.match(key):
+                self.fail(f"{path}.{key}", "a variable name (letters, digits, _)", key)
+            if not isinstance(item, SCALARS):
+                self.fail(f"{path}.{key}", "a string, number or boolean", item)
+        return MappingProxyType(dict(value))
+
+    def listing(self, value, path):
+        """A list."""
+        if not isinstance(value, list):
+            self.fail(path, "a list", value)
+        return value
+
+    def host(self, value, path):
+        """`user@addr[:port]` or {host: ..., vars: {...}}."""
+        host_vars = {}
+        if isinstance(value, dict):
+            self.mapping(value, path, ("host", "vars"))
+            host_vars = self.variables(value.get("vars", {}), f"{path}.vars")
+            value = value.get("host")
+        self.text(value, path, what="a host as [user@]address[:port]")
+        try:
+            return parse_host(value, host_vars)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: {path}: {exc}") from exc
+
+
+def parse_environment(reader, name, raw, path):
+    """One entry of `environments:`."""
+    reader.text(name, path, NAME, "an environment name (a-z, 0-9, _ or -)")
+    reader.mapping(raw, path, ("hosts", "vars"))
+    hosts = reader.listing(raw.get("hosts"), f"{path}.hosts")
+    if not hosts:
+        reader.fail(f"{path}.hosts", "at least one host", hosts)
+    return Environment(
+        name=name,
+        hosts=tuple(reader.host(h, f"{path}.hosts[{i}]") for i, h in enumerate(hosts)),
+        vars=reader.variables(raw.get("vars", {}), f"{path}.vars"),
+    )
+
+
+def parse_template(reader, raw, path):
+    """One entry of `templates:`."""
+    reader.mapping(raw, path, ("src", "dest", "mode"))
+    mode = raw.get("mode")
+    if mode is not None:
+        if not isinstance(mode, str) or not re.fullmatch(r"0?[0-7]{3}", mode):
+            reader.fail(f"{path}.mode", "an octal mode as a string, e.g. '0640'", mode)
+        mode = int(mode, 8)
+    dest = reader.text(raw.get("dest"), f"{path}.dest")
+    if dest.startswith("/") or ".." in dest.split("/"):
+        reader.fail(f"{path}.dest", "a path inside the release", dest)
+    return TemplateSpec(reader.text(raw.get("src"), f"{path}.src"), dest, mode)
+
+
+def parse_health(reader, raw, path):
+    """The `health:` mapping."""
+    reader.mapping(raw, path, ("path", "port", "host", "timeout"))
+    port = raw.get("port", "{{ port }}")
+    if isinstance(port, bool) or not isinstance(port, (int, str)):
+        reader.fail(f"{path}.port", "a port number or template", port)
+    return Health(
+        path=reader.text(raw.get("path", "/health"), f"{path}.path"),
+        port=str(port),
+        host=reader.text(raw.get("host", "127.0.0.1"), f"{path}.host"),
+        timeout=reader.number(raw.get("timeout", 30), f"{path}.timeout", 1),
+    )
+
+
+def parse_service(reader, name, raw):
+    """One entry of `services:`."""
+    path = f"services.{name}"
+    reader.text(name, "services", NAME,
+                "service names made of a-z, 0-9, _ and - (starting with a letter)")
+    reader.mapping(raw, path, SERVICE_KEYS)
+    environments = reader.mapping(raw.get("environments", {}), f"{path}.environments")
+    templates = reader.listing(raw.get("templates", []), f"{path}.templates")
+    requirements = raw.get("requirements")
+    manager = raw.get("manager", "supervisor")
+    if manager not in MANAGERS:
+        reader.fail(f"{path}.manager", " or ".join(MANAGERS), manager)
+    return Service(
+        name=name,
+        root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root"),
+        source=reader.text(raw.get("source"), f"{path}.source"),
+        requirements=None if requirements is None else reader.text(
+            requirements, f"{path}.requirements"),
+        python=reader.text(raw.get("python", "python3"), f"{path}.python"),
+        run=reader.text(raw.get("run"), f"{path}.run"),
+        manager=manager,
+        templates=tuple(parse_template(reader, t, f"{path}.templates[{i}]")
+                        for i, t in enumerate(templates)),
+        health=parse_health(reader, raw.get("health", {}), f"{path}.health"),
+        keep_releases=reader.number(raw.get("keep_releases", 5), f"{path}.keep_releases", 2,
+                                    int),
+        vars=reader.variables(raw.get("vars", {}), f"{path}.vars"),
+        secret_env=tuple(reader.text(v, f"{path}.secret_env[{i}]", ENV_NAME,
+                                     "an environment variable name (A-Z, 0-9, _)")
+                         for i, v in enumerate(reader.listing(raw.get("secret_env", []),
+                                                              f"{path}.secret_env"))),
+        environments=MappingProxyType({
+            env: parse_environment(reader, env, env_raw, f"{path}.environments.{env}")
+            for env, env_raw in environments.items()}),
+    )
+
+
+def parse_services(raw, source):
+    """The whole `services:` mapping -> {name: Service}."""
+    reader = Reader(source)
+    if raw is None:
+        raise ConfigError(f"{source}: no `services:` declared; see README, Configuration")
+    reader.mapping(raw, "services")
+    if not raw:
+        reader.fail("services", "at least one service", raw)
+    return {name: parse_service(reader, name, body) for name, body in raw.items()}
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """Top-level `ssh:`: how host keys are checked."""
+
+    host_key_policy: str
+    known_hosts: str  # the project's known_hosts file, relative to the project
+
+
+def parse_ssh(raw, source):
+    """The top-level `ssh:` mapping (all keys optional)."""
+    reader = Reader(source)
+    reader.mapping(raw, "ssh", ("host_key_policy", "known_hosts"))
+    policy = raw.get("host_key_policy", "strict")
+    if policy not in ("strict", "accept-new"):
+        reader.fail("ssh.host_key_policy", "strict or accept-new", policy)
+    return SshSettings(policy, reader.text(raw.get("known_hosts", ".fabship/known_hosts"),
+                                           "ssh.known_hosts"))

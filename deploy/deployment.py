@@ -1,0 +1,202 @@
+"""The deploy, end to end: prepare locally, connect, lock + facts, plan, execute, report."""
+import getpass
+import shlex
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import artifact as artifacts
+from .commands import lock
+from .context import ReleaseInfo, build_context
+from .errors import DeployError
+from .executor import HostExecutor, run_batch
+from .facts import UNKNOWN, describe_owner, parse_facts, parse_lock_owner
+from .gaterecord import check_gates
+from .parallel import each
+from .planner import build_host_plan, probe_batch
+from .printer import plan_lines, summary_table
+from .render import environment
+from .secrets import read_secrets
+from .ssh import SshHost
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where the project lives and how to reach its hosts."""
+
+    root: Path
+    source: str  # the config file named in errors
+    ssh: object  # config.SshSettings
+    fabric_config: object
+
+    @property
+    def known_hosts(self):
+        """The project's known_hosts file."""
+        return self.root / self.ssh.known_hosts
+
+    @property
+    def cache(self):
+        """Local build cache (artifacts, wheels)."""
+        return self.root / ".fabship"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything built before any connection."""
+
+    release: ReleaseInfo
+    secrets: tuple
+    source: artifacts.Artifact
+    specs: str
+    contexts: tuple
+
+
+def new_release(commit, gates, skip_gates, now=None):
+    """ReleaseInfo with id `<UTC timestamp>-<short commit>`."""
+    now = now or datetime.now(timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+    return ReleaseInfo(f"{stamp}-{commit[:7]}", commit, getpass.getuser(),
+                       socket.gethostname(), os.getpid(), now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                       skip_gates, gates)
+
+
+def prepare(project, target, skip_gates, environ=None):
+    """Check the gates, read secrets, build the artifact, render every host's files."""
+    service = target.service
+    commit, gates = check_gates(project.root, skip_gates)
+    release = new_release(commit, gates, skip_gates)
+    secrets = read_secrets(service.secret_env, os.environ if environ is None else environ,
+                           f"{project.source}: services.{service.name}.secret_env")
+    source = artifacts.build_source(project.root / service.source)
+    requirements = ""
+    if service.requirements:
+        path = project.root / service.requirements
+        try:
+            requirements = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise DeployError(f"services.{service.name}.requirements: cannot read {path}: "
+                              f"{exc.strerror}") from exc
+    specs = artifacts.deps_specs(requirements, service.manager)
+    env = environment(project.root / "templates")
+    shipped = (source.digest, artifacts.deps_hash(specs), secrets)
+    contexts = tuple(build_context(env, target, host, release, shipped)
+                     for host in target.hosts)
+    return Prepared(release, secrets, source, specs, contexts)
+
+
+def dry_run(target, prepared, break_lock, out):
+    """Print every host's plan with unknown facts; connect to nothing."""
+    deps = artifacts.Artifact("(built if a host needs it)", b"")
+    for ctx in prepared.contexts:
+        probe = probe_batch(ctx, prepared.release, prepared.source.name, break_lock)
+        plan = build_host_plan(target.service, ctx, UNKNOWN, (prepared.source, deps),
+                               prepared.release)
+        for line in plan_lines(ctx.host.address, probe, plan, prepared.secrets):
+            out(line)
+    out(f"dry-run: release {prepared.release.release_id} of {target.service.name} to "
+        f"{len(prepared.contexts)} host(s); nothing was run, no connection made")
+    return 0
+
+
+def connect_all(project, contexts):
+    """One open connection per host, or DeployError naming every host that failed."""
+    def connect(ctx):
+        host = SshHost(ctx.host.address, project.fabric_config, project.known_hosts,
+                       project.ssh.host_key_policy)
+        host.open()
+        return host
+    results = each(connect, contexts)
+    errors = [str(error) for _, _, error in results if error]
+    if errors:
+        for _, host, _ in results:
+            if host:
+                host.close()
+        raise DeployError("cannot reach every host; nothing was changed:\n  " +
+                          "\n  ".join(errors))
+    return [host for _, host, _ in results]
+
+
+def lock_and_probe(pairs, prepared, break_lock, action="deploy"):
+    """Round trip 1 on every host; on a held lock, give back the locks taken and stop."""
+    def probe(pair):
+        ctx, host = pair
+        result = run_batch(host, probe_batch(ctx, prepared.release, prepared.source.name,
+                                             break_lock, action), {})
+        return result
+    results = each(probe, pairs)
+    held = []
+    for (ctx, _), result, error in results:
+        if error or not result.ok:
+            owner = parse_lock_owner(result.output) if result else None
+            held.append(f"{ctx.host.address}: " + (
+                f"locked by {describe_owner(owner)}" if owner is not None else
+                f"probe failed: {error or result.output.strip()[-300:]}"))
+    if held:
+        for (ctx, host), result, _ in results:
+            if result and result.ok:
+                host.run(shlex.join(lock.release(ctx.layout.root)))
+        raise DeployError("the deploy lock is held; nothing was changed:\n  " +
+                          "\n  ".join(held) + "\nIf the owner is gone, take the lock over "
+                          "with `fab service deploy --break-lock`.")
+    return [parse_facts(result.output) for _, result, _ in results]
+
+
+def deploy(project, target, options, out=print):
+    """`fab service deploy`: returns the exit code; raises FabshipError on bad input."""
+    prepared = prepare(project, target, options.get("skip_gates", False))
+    break_lock = options.get("break_lock", False)
+    if options.get("dry"):
+        return dry_run(target, prepared, break_lock, out)
+    release_id = prepared.release.release_id
+    out(f"deploying {target.service.name} release {release_id} to "
+        f"{len(prepared.contexts)} host(s)")
+    hosts = connect_all(project, prepared.contexts)
+    try:
+        pairs = list(zip(prepared.contexts, hosts))
+        facts = lock_and_probe(pairs, prepared, break_lock)
+        deps = None
+        if not all(f.has_venv for f in facts):
+            deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
+        blobs = {"source": prepared.source.data, "deps": deps.data if deps else b""}
+        printing = threading.Lock()
+
+        def say(line):
+            with printing:
+                out(line)
+
+        def execute(index):
+            ctx, host = pairs[index]
+            plan = build_host_plan(target.service, ctx, facts[index],
+                                   (prepared.source, deps), prepared.release)
+            return HostExecutor(host, blobs, say, prepared.secrets).execute(plan, release_id)
+        results = each(execute, range(len(pairs)))
+    finally:
+        for host in hosts:
+            host.close()
+    return report(results, pairs, out)
+
+
+def report(results, pairs, out):
+    """The summary table; exit 0 only when every host deployed."""
+    rows, failed = [], []
+    for index, outcome, error in results:
+        address = pairs[index][0].host.address
+        if error:
+            rows.append((address, "error", "-", "-", str(error)))
+            failed.append(address)
+            continue
+        rows.append((address, outcome.status, outcome.release, f"{outcome.seconds:.1f}",
+                     f"{outcome.trips} round trips" + (f"; {outcome.detail}"
+                                                       if outcome.detail else "")))
+        if outcome.status != "deployed":
+            failed.append(address)
+    out("")
+    out(summary_table(rows))
+    if failed:
+        out(f"deploy FAILED on {len(failed)} of {len(rows)} host(s): {', '.join(failed)}")
+        return 1
+    out(f"deployed to {len(rows)} host(s)")
+    return 0

@@ -1,0 +1,65 @@
+"""What a host holds, as read by the probe (commands.lock.probe), parsed purely."""
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Read-only facts about one host. `known` is False for the dry-run."""
+
+    known: bool = True
+    current: str | None = None  # release id `current` points to
+    releases: tuple[str, ...] = ()
+    has_artifact: bool = False
+    has_venv: bool = False
+
+    @property
+    def previous(self):
+        """The release before `current`, by id order, if any."""
+        older = [r for r in self.releases if self.current and r < self.current]
+        return older[-1] if older else None
+
+
+UNKNOWN = Facts(known=False)
+
+
+def parse_facts(text):
+    """Facts from the probe's key=value lines."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    current = values.get("current", "").rstrip("/").rsplit("/", 1)[-1] or None
+    return Facts(
+        current=current,
+        releases=tuple(sorted(values.get("releases", "").split())),
+        has_artifact=values.get("artifact") == "yes",
+        has_venv=values.get("venv") == "yes",
+    )
+
+
+def parse_lock_owner(text):
+    """The owner record printed as `locked-by=<json>` by a refused lock, or None."""
+    for line in text.splitlines():
+        if line.startswith("locked-by="):
+            try:
+                owner = json.loads(line[len("locked-by="):])
+            except ValueError:
+                return {"raw": line[len("locked-by="):]}
+            return owner if isinstance(owner, dict) else {"raw": str(owner)}
+    return None
+
+
+def describe_owner(owner):
+    """'alice@laptop (pid 123) since 2026-...Z, deploying R' for a lock message."""
+    if not owner or "who" not in owner:
+        return "an unknown owner (no owner.json)"
+    text = f"{owner.get('who')}@{owner.get('where', '?')}"
+    if owner.get("pid"):
+        text += f" (pid {owner['pid']})"
+    if owner.get("since"):
+        text += f" since {owner['since']}"
+    if owner.get("release"):
+        text += f", deploying {owner['release']}"
+    return text

@@ -1,0 +1,139 @@
+"""(context, facts, artifacts) -> the inert plan of one host. Only the planner orders steps.
+
+Round trips of a deploy: probe (lock + facts), prepare (uploads on stdin + assemble the
+release), switch (current + restart), health, finish (history, prune, unlock).
+"""
+import json
+import posixpath
+from dataclasses import replace
+
+from .commands import health, lock, release, supervisor, systemd
+from .steps import Batch, HostPlan, Run, Upload
+
+
+def owner_record(release_info, action="deploy"):
+    """The lock's owner.json: who, from where, since when, which release."""
+    return json.dumps({"who": release_info.deployer, "where": release_info.origin,
+                       "pid": release_info.pid, "since": release_info.started,
+                       "action": action, "release": release_info.release_id})
+
+
+def probe_batch(ctx, release_info, artifact_name, break_lock, action="deploy"):
+    """Round trip 1: take the lock, then read the facts."""
+    return Batch("lock and read facts", (
+        Run(lock.acquire(ctx.layout.root, owner_record(release_info, action), break_lock),
+            "take the deploy lock"),
+        Run(lock.probe(ctx.layout.root, artifact_name, posixpath.basename(ctx.venv)),
+            "read facts: current release, releases, artifact, venv"),
+    ))
+
+
+def _when(step, facts, holds, condition):
+    """Keep `step` unless the fact holds; in a dry-run, keep it with the condition shown."""
+    if not facts.known:
+        return replace(step, unless=condition)
+    return None if holds else step
+
+
+def _restart(service, ctx):
+    if service.manager == "supervisor":
+        return (Run(supervisor.restart(ctx.layout, ctx.venv, service.name),
+                    "restart through supervisord (started if not running)"),)
+    unit = posixpath.join(ctx.layout.current, ".fabship",
+                          posixpath.basename(systemd.unit_path(service.name)))
+    return (Run(systemd.install_unit(unit, service.name), "install the systemd unit, reload"),
+            Run(systemd.restart(service.name), "restart the systemd unit"))
+
+
+def _stop(service, ctx):
+    if service.manager == "supervisor":
+        return Run(supervisor.stop(ctx.layout, ctx.venv, service.name), "stop the program")
+    return Run(systemd.stop(service.name), "stop the systemd unit")
+
+
+def prepare_batch(service, ctx, facts, shipped):
+    """Round trip 2: upload what the host lacks and assemble releases/<id>."""
+    source, deps = shipped
+    layout, staging = ctx.layout, ctx.layout.staging(posixpath.basename(ctx.release_dir))
+    artifact = layout.artifact(source.name)
+    bundle = ctx.venv + ".bundle.tar.gz"
+    has_artifact = f"the host holds artifact {source.digest[:12]}"
+    has_venv = f"venvs/{posixpath.basename(ctx.venv)} is complete"
+    steps = [
+        Run(release.make_dirs(layout), "create the layout's directories"),
+        Run(release.clean_staging(layout), "remove releases left half-assembled"),
+        _when(Upload(artifact + ".part", f"upload release artifact {source.digest[:12]}",
+                     blob="source", size=len(source.data)), facts, facts.has_artifact,
+              has_artifact),
+        _when(Upload(bundle, "upload the deps bundle (wheels)", blob="deps",
+                     size=len(deps.data) if deps else 0), facts, facts.has_venv, has_venv),
+        *(Upload(posixpath.join(staging, f.dest), f"write {f.dest}", mode=f.mode,
+                 text=f.text, size=len(f.text.encode()), secret=f.secret)
+          for f in ctx.files),
+        _when(Run(release.keep_upload(artifact + ".part", artifact), "keep the artifact"),
+              facts, facts.has_artifact, has_artifact),
+        Run(release.extract(artifact, staging), "unpack the artifact into the release"),
+        _when(Run(release.install_deps(ctx.venv, bundle, service.python),
+                  "build the venv from the shipped wheels (offline)"),
+              facts, facts.has_venv, has_venv),
+        Run(release.link(ctx.venv, posixpath.join(staging, ".fabship", "venv")),
+            "link the venv"),
+        Run(release.link(layout.shared, posixpath.join(staging, "shared")), "link shared/"),
+        Run(release.publish(staging, ctx.release_dir), "move the release into place"),
+    ]
+    return Batch("upload and assemble the release", tuple(s for s in steps if s is not None))
+
+
+def _history(ctx, release_info, status, previous):
+    record = json.dumps({"release": release_info.release_id, "commit": release_info.commit,
+                         "status": status, "host": ctx.host.address,
+                         "deployer": release_info.deployer, "origin": release_info.origin,
+                         "previous": previous, "skip_gates": release_info.skip_gates,
+                         "started": release_info.started})
+    return Run(release.append_history(ctx.layout, record), f"record '{status}' in the history")
+
+
+def build_host_plan(service, ctx, facts, shipped, release_info):
+    """The whole plan of one host, from the facts (or unknown facts for the dry-run)."""
+    release_id = release_info.release_id
+    previous = facts.current if facts.known else None
+    batches = (
+        prepare_batch(service, ctx, facts, shipped),
+        Batch("switch current and restart",
+              (Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
+               *_restart(service, ctx))),
+        Batch("health check", (Run(health.check(ctx.venv, ctx.health_url, release_id,
+                                                service.health.timeout),
+                                   f"wait for {ctx.health_url} to name {release_id}"),),
+              check=True),
+    )
+    if previous:
+        back = ctx.layout.release(previous)
+        rollback = (
+            Batch("roll back to the previous release",
+                  (Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
+                   *_restart(service, ctx))),
+            Batch("health check of the previous release",
+                  (Run(health.check(posixpath.join(back, ".fabship", "venv"), ctx.health_url,
+                                    previous, service.health.timeout),
+                       f"wait for {ctx.health_url} to name {previous}"),), check=True),
+        )
+    else:
+        rollback = (Batch("stop the failed first release",
+                          (_stop(service, ctx), Run(("rm", "-f", ctx.layout.current),
+                                                    "remove current"))),)
+    if not facts.known:
+        rollback = (Batch("if the release fails: switch back to the release current "
+                          "pointed to, restart it and check it", ()),)
+    protected = tuple(r for r in (release_id, previous) if r)
+    on_success = (Batch("record, prune, unlock", (
+        _history(ctx, release_info, "deployed", previous),
+        Run(release.prune(ctx.layout.releases, service.keep_releases, protected),
+            f"prune releases to the newest {service.keep_releases}"),
+        Run(release.prune(ctx.layout.artifacts, service.keep_releases,
+                          (shipped[0].name,), order="time"), "prune old artifacts"),
+        Run(lock.release(ctx.layout.root), "release the lock"))),)
+    on_failure = (Batch("record the failure, unlock", (
+        _history(ctx, release_info, "failed", previous),
+        Run(lock.release(ctx.layout.root), "release the lock"))),)
+    return HostPlan(ctx.host.address, batches, 1, rollback, on_success, on_failure)

@@ -1,0 +1,74 @@
+"""One formatter for the dry-run's plan and the real run's log: host-prefixed lines."""
+import shlex
+
+from .secrets import mask
+from .steps import Run
+
+CONTENT_INDENT = "        | "
+
+
+def _size(n):
+    return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
+
+
+def step_lines(step, secrets=(), show_content=True):
+    """The lines describing one step: what it does, then exactly how.
+
+    show_content=False (the real run's log) gives the step's label alone.
+    """
+    unless = f"  [skipped when {step.unless}]" if step.unless else ""
+    if not show_content:
+        return [f"  - {step.label}{unless}"]
+    if isinstance(step, Run):
+        return [f"  - {step.label}{unless}",
+                f"      $ {mask(shlex.join(step.argv), secrets)}"]
+    lines = [f"  - {step.label}{unless}",
+             f"      upload {step.path} (mode {step.mode:04o}, "
+             f"{_size(step.size) if step.size or step.text is not None else 'built on demand'}"
+             f"{', holds secrets' if step.secret else ''})"]
+    if step.text is not None:
+        lines += [CONTENT_INDENT + line for line in mask(step.text, secrets).splitlines()]
+    return lines
+
+
+def batch_lines(number, batch, secrets=(), show_content=True):
+    """A numbered round trip and its steps."""
+    lines = [f"round trip {number}: {batch.label}" if number else f"{batch.label}"]
+    for step in batch.steps:
+        lines += step_lines(step, secrets, show_content)
+    return lines
+
+
+def prefixed(host, lines):
+    """Every line prefixed with [host]."""
+    return [f"[{host}] {part}" for line in lines for part in line.split("\n")]
+
+
+def plan_lines(host, probe, plan, secrets=()):
+    """The dry-run's text for one host: every command, every upload with its content."""
+    lines = batch_lines(1, probe, secrets)
+    for number, batch in enumerate(plan.batches, start=2):
+        lines += batch_lines(number, batch, secrets)
+    lines.append("on failure after the switch:")
+    for batch in plan.rollback:
+        lines += batch_lines(None, batch, secrets)
+    lines.append("then, on success:")
+    for batch in plan.on_success:
+        lines += batch_lines(None, batch, secrets)
+    lines.append("or, on failure:")
+    for batch in plan.on_failure:
+        lines += batch_lines(None, batch, secrets)
+    return prefixed(host, lines)
+
+
+def summary_table(rows):
+    """rows: (host, result, release, seconds, detail) -> aligned text."""
+    header = ("host", "result", "release", "seconds", "detail")
+    table = [header, *rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    out = []
+    for row in table:
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths)]
+        out.append("  ".join(cells + [str(row[4])]).rstrip())
+    out.insert(1, "  ".join("-" * w for w in widths) + "  ------")
+    return "\n".join(out)

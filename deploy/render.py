@@ -1,0 +1,47 @@
+"""Jinja2 with StrictUndefined: strings and template files -> text. templates/ is data."""
+from pathlib import Path
+
+import shlex
+
+import jinja2
+
+from .errors import ConfigError
+
+FABSHIP_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def environment(project_templates):
+    """A Jinja2 environment over the project's templates/, then fabship's own."""
+    dirs = [str(project_templates)]
+    if Path(project_templates).resolve() != FABSHIP_TEMPLATES:
+        dirs.append(str(FABSHIP_TEMPLATES))
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(dirs),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=False)
+    env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
+    return env
+
+
+def _explain(exc, what):
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"{what}: template {exc.name!r} not found under templates/"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = f"{exc.filename or exc.name or 'string'}, line {exc.lineno}"
+        return f"{what}: template syntax error ({where}): {exc.message}"
+    return f"{what}: {exc.message}" if getattr(exc, "message", None) else f"{what}: {exc}"
+
+
+def render_string(env, text, variables, what):
+    """Render an inline template (a config value such as `run`)."""
+    try:
+        return env.from_string(text).render(variables)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(_explain(exc, what)) from exc
+
+
+def render_file(env, name, variables, what):
+    """Render templates/<name>."""
+    try:
+        return env.get_template(name).render(variables)
+    except jinja2.TemplateError as exc:
+        raise ConfigError(_explain(exc, what)) from exc

@@ -1,0 +1,109 @@
+"""The SSH transport: the only module that imports Fabric (and paramiko).
+
+One connection per host, reused for every round trip. Host keys are checked against
+~/.ssh/known_hosts and the project's known_hosts file; Fabric's default of silently
+adding unknown keys is replaced by `strict` (refuse) or `accept-new` (pin new keys in
+the project file, refuse changed ones).
+"""
+import socket
+import threading
+from pathlib import Path
+
+import paramiko
+from fabric import Connection
+
+from .errors import DeployError
+
+POLICIES = ("strict", "accept-new")
+_PIN_LOCK = threading.Lock()
+
+
+class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+    """Pin an unknown host's key in the project known_hosts file (like ssh's accept-new)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def missing_host_key(self, client, hostname, key):
+        with _PIN_LOCK:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def fingerprint(key):
+    """SHA256 fingerprint as OpenSSH prints it."""
+    return key.fingerprint if hasattr(key, "fingerprint") else key.get_name()
+
+
+class SshHost:
+    """A connected host: run commands, count round trips."""
+
+    def __init__(self, address, config, known_hosts, policy):
+        self.address = address
+        self.trips = 0
+        self.conn = Connection(address, config=config)
+        client = self.conn.client
+        client.load_system_host_keys()
+        if Path(known_hosts).exists():
+            client.get_host_keys().load(str(known_hosts))
+        client.set_missing_host_key_policy(
+            AcceptNewPolicy(known_hosts) if policy == "accept-new" else paramiko.RejectPolicy())
+        self.known_hosts = known_hosts
+
+    def open(self):
+        """Connect and authenticate; raise DeployError with a one-line reason."""
+        try:
+            self.conn.open()
+        except paramiko.BadHostKeyException as exc:
+            raise DeployError(
+                f"{self.address}: HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}"
+                f", the host offered {fingerprint(exc.key)}. Someone may be intercepting the "
+                f"connection; if the host was rebuilt, remove its old key from known_hosts "
+                f"({self.known_hosts} or ~/.ssh/known_hosts).") from exc
+        except paramiko.AuthenticationException as exc:
+            raise DeployError(f"{self.address}: authentication failed as user "
+                              f"{self.conn.user!r} ({exc}); check the key (`fab -i KEY`) "
+                              "and the user") from exc
+        except paramiko.SSHException as exc:
+            text = str(exc)
+            if "not found in known_hosts" in text:
+                raise DeployError(f"{self.address}: unknown host key; add it to known_hosts "
+                                  f"({self.known_hosts} or ~/.ssh/known_hosts) or set "
+                                  "`ssh.host_key_policy: accept-new`") from exc
+            raise DeployError(f"{self.address}: SSH failed: {text}") from exc
+        except (OSError, socket.timeout) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise DeployError(f"{self.address}: cannot connect: {reason}") from exc
+
+    def run(self, command, stdin=None):
+        """Run one command (one round trip); return (exit code, combined output)."""
+        self.trips += 1
+        channel = self.conn.client.get_transport().open_session()
+        try:
+            channel.set_combine_stderr(True)
+            channel.exec_command(command)
+            sender = threading.Thread(target=_send, args=(channel, stdin), daemon=True)
+            sender.start()
+            chunks = []
+            while True:
+                data = channel.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+            sender.join()
+            code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        return code, b"".join(chunks).decode("utf-8", "replace")
+
+    def close(self):
+        """Close the connection."""
+        self.conn.close()
+
+
+def _send(channel, data):
+    if data:
+        channel.sendall(data)
+    channel.shutdown_write()

@@ -1,0 +1,60 @@
+"""Inert plan steps: dataclasses that serialise to JSON and carry no behaviour.
+
+A Batch is one remote command (one round trip): its uploads travel on stdin as one
+tar stream and are unpacked where the first upload stands; its runs execute in order.
+"""
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run argv on the host (quoted with shlex.join)."""
+
+    argv: tuple[str, ...]
+    label: str
+    unless: str | None = None  # a fact the dry-run cannot know: skipped when it holds
+
+
+@dataclass(frozen=True)
+class Upload:  # pylint: disable=too-many-instance-attributes
+    """Write a file on the host: rendered `text`, or the bytes of a built `blob`."""
+
+    path: str
+    label: str
+    mode: int = 0o644
+    text: str | None = None
+    blob: str | None = None  # name of a built artifact, looked up by the executor
+    size: int = 0
+    secret: bool = False  # the text holds a secret: printed masked, mode 0600
+    unless: str | None = None
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Steps sent to one host as one remote command."""
+
+    label: str
+    steps: tuple = field(default_factory=tuple)
+    check: bool = False  # a health check: its failure triggers the rollback
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """Everything one host will do, decided before anything runs."""
+
+    host: str
+    batches: tuple[Batch, ...]
+    switch_index: int  # failures from this batch on trigger the rollback
+    rollback: tuple[Batch, ...]
+    on_success: tuple[Batch, ...]
+    on_failure: tuple[Batch, ...]
+
+
+def to_json(obj):
+    """A plan (or any step) as JSON-ready dicts, with the step type named."""
+    if isinstance(obj, (list, tuple)):
+        return [to_json(item) for item in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        data = {f.name: to_json(getattr(obj, f.name)) for f in fields(obj)}
+        return {"type": type(obj).__name__, **data}
+    return obj

@@ -1,0 +1,49 @@
+"""Which service, environment and hosts one `fab service ...` invocation acts on."""
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from .config import Service
+from .errors import ConfigError
+from .hosts import parse_host
+
+
+@dataclass(frozen=True)
+class Target:
+    """A service and the hosts to act on, with the environment's variables."""
+
+    service: Service
+    environment: str | None
+    hosts: tuple
+    vars: MappingProxyType  # service vars < environment vars (host vars come later)
+
+
+def _pick(kind, options, wanted, flag):
+    if wanted is None:
+        if len(options) == 1:
+            return next(iter(options))
+        listing = ", ".join(sorted(options)) or "none"
+        raise ConfigError(f"{len(options)} {kind}s declared ({listing}): "
+                          f"choose one with `fab service {flag} NAME ...`")
+    if wanted not in options:
+        raise ConfigError(f"unknown {kind} {wanted!r}; declared: "
+                          f"{', '.join(sorted(options)) or 'none'}")
+    return wanted
+
+
+def select(services, name=None, env=None, hosts=None):
+    """Resolve the selection; raise ConfigError naming what is ambiguous or unknown."""
+    service = services[_pick("service", services, name, "--name")]
+    if hosts:
+        if env is not None:
+            raise ConfigError("give either --env or --hosts, not both")
+        try:
+            parsed = tuple(parse_host(h) for h in hosts.split(",") if h.strip())
+        except ValueError as exc:
+            raise ConfigError(f"--hosts: {exc}") from exc
+        return Target(service, None, parsed, service.vars)
+    if not service.environments and env is None:
+        raise ConfigError(f"service {service.name!r} declares no environments: "
+                          "name hosts with `fab service --hosts user@addr[:port],... deploy`")
+    chosen = service.environments[_pick("environment", service.environments, env, "--env")]
+    merged = MappingProxyType({**service.vars, **chosen.vars})
+    return Target(service, chosen.name, chosen.hosts, merged)
