@@ -1,0 +1,86 @@
+"""A throwaway fabship project (fabfile, fabric.yaml, the hello service) for deploy tests."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.fleet import free_port
+from tests.helpers import REPO, git
+
+FAB = str(Path(sys.executable).with_name("fab"))
+
+
+def hello_service(fleet_root, **overrides):
+    """The hello service as fabric.yaml declares it for the fleet."""
+    service = {
+        "root": fleet_root + "/{{ host_id }}/srv/hello",
+        "source": "services/hello",
+        "requirements": "services/hello/requirements.txt",
+        "run": "{{ venv }}/bin/python -m hello --config {{ release_dir }}/hello.conf",
+        "manager": "supervisor",
+        "templates": [{"src": "hello/hello.conf.j2", "dest": "hello.conf"}],
+        "health": {"path": "/health", "port": "{{ port }}", "timeout": 20},
+        "keep_releases": 3,
+        "vars": {"bind": "127.0.0.1", "greeting": "hello"},
+    }
+    service.update(overrides)
+    return service
+
+
+def fleet_hosts(fleet, servers=None):
+    """Host entries with per-host vars: own root (host_id) and own app port."""
+    return [{"host": server.address, "vars": {"host_id": server.name, "port": port}}
+            for server, port in (servers or [(s, free_port()) for s in fleet.servers])]
+
+
+class Project:
+    """A project directory: files, git, gate record, and `fab` runs in it."""
+
+    def __init__(self, root, fleet, cache):
+        self.root = Path(root)
+        self.fleet = fleet
+        self.root.mkdir(parents=True)
+        shutil.copy(REPO / "fabfile.py", self.root / "fabfile.py")
+        shutil.copytree(REPO / "services" / "hello", self.root / "services" / "hello",
+                        ignore=shutil.ignore_patterns("__pycache__", "tests"))
+        shutil.copytree(REPO / "templates" / "hello", self.root / "templates" / "hello")
+        (self.root / ".gitignore").write_text("reports/\n.fabship/\n")
+        (self.root / ".fabship").symlink_to(cache)  # wheels built once per test session
+        (self.root / ".fabship-known_hosts").write_text(fleet.known_hosts())
+        git(self.root, "init", "-q")
+
+    def write_config(self, services, ssh=None):
+        """fabric.yaml with these services."""
+        config = {"ssh": ssh or {"known_hosts": ".fabship-known_hosts"},
+                  "services": services}
+        (self.root / "fabric.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    def commit(self, message="change", gates_pass=True):
+        """Commit everything and write a gate record for the new HEAD."""
+        git(self.root, "add", "-A")
+        git(self.root, "commit", "-qm", message, "--allow-empty")
+        head = git(self.root, "rev-parse", "HEAD")
+        reports = self.root / "reports"
+        reports.mkdir(exist_ok=True)
+        (reports / "gates.json").write_text(json.dumps({
+            "version": 1, "commit": head, "dirty": False, "passed": gates_pass,
+            "gates": {"unit": {"status": "passed" if gates_pass else "failed"}}}))
+        return head
+
+    def fab(self, *args, timeout=300):
+        """Run `fab -i <fleet key> ARGS` in the project; return CompletedProcess."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+        return subprocess.run([FAB, "-i", str(self.fleet.client_key), *args], cwd=self.root,
+                              capture_output=True, text=True, timeout=timeout, env=env,
+                              check=False)
+
+    def popen(self, *args):
+        """Start `fab ...` without waiting (for kill tests)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+        return subprocess.Popen(  # pylint: disable=consider-using-with
+            [FAB, "-i", str(self.fleet.client_key), *args], cwd=self.root, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
