@@ -3,7 +3,7 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from ci.cli import main as run_gates
-from deploy import deployment
+from deploy import deployment, operations
 from deploy.cli import remember_selection, run_command
 
 
@@ -31,3 +31,22 @@ def service(c, name=None, env=None, hosts=None):
 def deploy(c, skip_gates=False, break_lock=False):
     """Ship a release to every host: upload, switch, restart, health-check, roll back."""
     run_command(c, deployment.deploy, skip_gates=skip_gates, break_lock=break_lock)
+
+
+@task(help={"to": "release id to go back to (default: the one before current)",
+            "break_lock": "take over a stale deploy lock"})
+def rollback(c, to=None, break_lock=False):
+    """Switch every host back to the previous release (or --to), restart, health-check."""
+    run_command(c, operations.rollback, to=to, break_lock=break_lock)
+
+
+@task
+def status(c):
+    """Per host: current release, commit, health, lock holder."""
+    run_command(c, operations.status)
+
+
+@task(help={"limit": "entries per host (default 20)"})
+def history(c, limit=20):
+    """The deploy history recorded on each host (deploys.jsonl)."""
+    run_command(c, operations.history, limit=limit)

@@ -69,19 +69,30 @@ def _release_json(ctx_vars, files, release, digest, deps_key):
     }, indent=2) + "\n"
 
 
+def host_basics(env, target, host, extra=None):
+    """(variables, layout, health URL) of a host: what every command needs."""
+    service = target.service
+    where = f"services.{service.name}"
+    variables = {**target.vars, **host.vars, "host": host.hostname, "service": service.name,
+                 "environment": target.environment or "", **(extra or {})}
+    root = render_string(env, service.root, variables, f"{where}.root")
+    if not PurePosixPath(root).is_absolute():
+        raise ConfigError(f"{where}.root: expected an absolute path, got {root!r}")
+    port = render_string(env, service.health.port, variables, f"{where}.health.port")
+    if not port.isdigit():
+        raise ConfigError(f"{where}.health.port: expected a port number, got {port!r}")
+    variables["root"] = root
+    return variables, Layout(root), health.url(service.health.host, port, service.health.path)
+
+
 def build_context(env, target, host, release, shipped):
     """The HostContext of one host; shipped = (artifact digest, deps key, secrets)."""
     digest, deps_key, secrets = shipped
     service = target.service
     where = f"services.{service.name}"
-    variables = {**target.vars, **host.vars, "host": host.hostname, "service": service.name,
-                 "environment": target.environment or "", "commit": release.commit,
-                 "release_id": release.release_id}
-    root = render_string(env, service.root, variables, f"{where}.root")
-    if not PurePosixPath(root).is_absolute():
-        raise ConfigError(f"{where}.root: expected an absolute path, got {root!r}")
-    layout = Layout(root)
-    variables.update(root=root, release_dir=layout.release(release.release_id),
+    variables, layout, health_url = host_basics(
+        env, target, host, {"commit": release.commit, "release_id": release.release_id})
+    variables.update(release_dir=layout.release(release.release_id),
                      venv=layout.venv(deps_key))
     variables.update({secret.name: secret.value for secret in secrets})
     files = [_file(t.dest, render_file(env, t.src, variables, f"{where}.templates[{i}]"),
@@ -97,10 +108,7 @@ def build_context(env, target, host, release, shipped):
         files.append(_file(f".fabship/{PurePosixPath(systemd.unit_path(service.name)).name}",
                            render_file(env, "systemd/service.j2", variables,
                                        f"{where}.manager"), 0o644, ()))
-    port = render_string(env, service.health.port, variables, f"{where}.health.port")
-    if not port.isdigit():
-        raise ConfigError(f"{where}.health.port: expected a port number, got {port!r}")
     files.append(RenderedFile("release.json", _release_json(variables, files, release, digest,
                                                             deps_key), 0o644, False))
     return HostContext(host, layout, variables["release_dir"], variables["venv"], tuple(files),
-                       health.url(service.health.host, port, service.health.path), variables)
+                       health_url, variables)

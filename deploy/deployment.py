@@ -1,7 +1,7 @@
 """The deploy, end to end: prepare locally, connect, lock + facts, plan, execute, report."""
 import getpass
-import shlex
 import os
+import posixpath
 import socket
 import threading
 from dataclasses import dataclass
@@ -9,18 +9,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from . import artifact as artifacts
-from .commands import lock
 from .context import ReleaseInfo, build_context
 from .errors import DeployError
-from .executor import HostExecutor, run_batch
-from .facts import UNKNOWN, describe_owner, parse_facts, parse_lock_owner
+from .executor import HostExecutor
+from .facts import UNKNOWN
 from .gaterecord import check_gates
 from .parallel import each
-from .planner import build_host_plan, probe_batch
+from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
 from .secrets import read_secrets
-from .ssh import SshHost
+from .session import connect_all, lock_and_probe
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,8 @@ def dry_run(target, prepared, break_lock, out):
     """Print every host's plan with unknown facts; connect to nothing."""
     deps = artifacts.Artifact("(built if a host needs it)", b"")
     for ctx in prepared.contexts:
-        probe = probe_batch(ctx, prepared.release, prepared.source.name, break_lock)
+        probe = probe_batch(ctx.layout, owner_record(prepared.release), break_lock,
+                            _wanted(prepared, ctx))
         plan = build_host_plan(target.service, ctx, UNKNOWN, (prepared.source, deps),
                                prepared.release)
         for line in plan_lines(ctx.host.address, probe, plan, prepared.secrets):
@@ -101,47 +101,9 @@ def dry_run(target, prepared, break_lock, out):
     return 0
 
 
-def connect_all(project, contexts):
-    """One open connection per host, or DeployError naming every host that failed."""
-    def connect(ctx):
-        host = SshHost(ctx.host.address, project.fabric_config, project.known_hosts,
-                       project.ssh.host_key_policy)
-        host.open()
-        return host
-    results = each(connect, contexts)
-    errors = [str(error) for _, _, error in results if error]
-    if errors:
-        for _, host, _ in results:
-            if host:
-                host.close()
-        raise DeployError("cannot reach every host; nothing was changed:\n  " +
-                          "\n  ".join(errors))
-    return [host for _, host, _ in results]
-
-
-def lock_and_probe(pairs, prepared, break_lock, action="deploy"):
-    """Round trip 1 on every host; on a held lock, give back the locks taken and stop."""
-    def probe(pair):
-        ctx, host = pair
-        result = run_batch(host, probe_batch(ctx, prepared.release, prepared.source.name,
-                                             break_lock, action), {})
-        return result
-    results = each(probe, pairs)
-    held = []
-    for (ctx, _), result, error in results:
-        if error or not result.ok:
-            owner = parse_lock_owner(result.output) if result else None
-            held.append(f"{ctx.host.address}: " + (
-                f"locked by {describe_owner(owner)}" if owner is not None else
-                f"probe failed: {error or result.output.strip()[-300:]}"))
-    if held:
-        for (ctx, host), result, _ in results:
-            if result and result.ok:
-                host.run(shlex.join(lock.release(ctx.layout.root)))
-        raise DeployError("the deploy lock is held; nothing was changed:\n  " +
-                          "\n  ".join(held) + "\nIf the owner is gone, take the lock over "
-                          "with `fab service deploy --break-lock`.")
-    return [parse_facts(result.output) for _, result, _ in results]
+def _wanted(prepared, ctx):
+    """What the probe looks for: this release's artifact and venv."""
+    return prepared.source.name, posixpath.basename(ctx.venv)
 
 
 def deploy(project, target, options, out=print):
@@ -153,10 +115,12 @@ def deploy(project, target, options, out=print):
     release_id = prepared.release.release_id
     out(f"deploying {target.service.name} release {release_id} to "
         f"{len(prepared.contexts)} host(s)")
-    hosts = connect_all(project, prepared.contexts)
+    hosts = connect_all(project, [ctx.host.address for ctx in prepared.contexts])
     try:
         pairs = list(zip(prepared.contexts, hosts))
-        facts = lock_and_probe(pairs, prepared, break_lock)
+        facts = lock_and_probe(
+            [(ctx.layout, host, _wanted(prepared, ctx)) for ctx, host in pairs],
+            owner_record(prepared.release), break_lock)
         deps = None
         if not all(f.has_venv for f in facts):
             deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
@@ -176,14 +140,14 @@ def deploy(project, target, options, out=print):
     finally:
         for host in hosts:
             host.close()
-    return report(results, pairs, out)
+    return report(results, [ctx.host.address for ctx in prepared.contexts], out)
 
 
-def report(results, pairs, out):
-    """The summary table; exit 0 only when every host deployed."""
+def report(results, addresses, out, done="deployed"):
+    """The summary table; exit 0 only when every host ended `done`."""
     rows, failed = [], []
     for index, outcome, error in results:
-        address = pairs[index][0].host.address
+        address = addresses[index]
         if error:
             rows.append((address, "error", "-", "-", str(error)))
             failed.append(address)
@@ -191,12 +155,12 @@ def report(results, pairs, out):
         rows.append((address, outcome.status, outcome.release, f"{outcome.seconds:.1f}",
                      f"{outcome.trips} round trips" + (f"; {outcome.detail}"
                                                        if outcome.detail else "")))
-        if outcome.status != "deployed":
+        if outcome.status != done:
             failed.append(address)
     out("")
-    out(summary_table(rows))
+    out(summary_table(rows, ("host", "result", "release", "seconds", "detail")))
     if failed:
-        out(f"deploy FAILED on {len(failed)} of {len(rows)} host(s): {', '.join(failed)}")
+        out(f"FAILED on {len(failed)} of {len(rows)} host(s): {', '.join(failed)}")
         return 1
-    out(f"deployed to {len(rows)} host(s)")
+    out(f"{done} on {len(rows)} host(s)")
     return 0

@@ -109,10 +109,10 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
                 return result
         return None
 
-    def execute(self, plan, release_id):
+    def execute(self, plan, release_id, done="deployed"):
         """Run the plan: batches, then rollback on a failure after the switch, then finish."""
         started = time.monotonic()
-        failure, status = None, "deployed"
+        failure, status = None, done
         for index, batch in enumerate(plan.batches):
             result = self._run(batch)
             if result.ok:

@@ -18,13 +18,12 @@ def owner_record(release_info, action="deploy"):
                        "action": action, "release": release_info.release_id})
 
 
-def probe_batch(ctx, release_info, artifact_name, break_lock, action="deploy"):
-    """Round trip 1: take the lock, then read the facts."""
+def probe_batch(layout, owner, break_lock, wanted=("-", "-")):
+    """Round trip 1: take the lock, then read the facts (wanted = artifact, venv key)."""
     return Batch("lock and read facts", (
-        Run(lock.acquire(ctx.layout.root, owner_record(release_info, action), break_lock),
-            "take the deploy lock"),
-        Run(lock.probe(ctx.layout.root, artifact_name, posixpath.basename(ctx.venv)),
-            "read facts: current release, releases, artifact, venv"),
+        Run(lock.acquire(layout.root, owner, break_lock), "take the deploy lock"),
+        Run(lock.probe(layout.root, *wanted), "read facts: current release, releases, "
+            "artifact, venv"),
     ))
 
 
@@ -35,11 +34,12 @@ def _when(step, facts, holds, condition):
     return None if holds else step
 
 
-def _restart(service, ctx):
+def restart_steps(service, layout, venv):
+    """Restart the program through its manager (the release's venv runs supervisorctl)."""
     if service.manager == "supervisor":
-        return (Run(supervisor.restart(ctx.layout, ctx.venv, service.name),
+        return (Run(supervisor.restart(layout, venv, service.name),
                     "restart through supervisord (started if not running)"),)
-    unit = posixpath.join(ctx.layout.current, ".fabship",
+    unit = posixpath.join(layout.current, ".fabship",
                           posixpath.basename(systemd.unit_path(service.name)))
     return (Run(systemd.install_unit(unit, service.name), "install the systemd unit, reload"),
             Run(systemd.restart(service.name), "restart the systemd unit"))
@@ -101,7 +101,7 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
         prepare_batch(service, ctx, facts, shipped),
         Batch("switch current and restart",
               (Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
-               *_restart(service, ctx))),
+               *restart_steps(service, ctx.layout, ctx.venv))),
         Batch("health check", (Run(health.check(ctx.venv, ctx.health_url, release_id,
                                                 service.health.timeout),
                                    f"wait for {ctx.health_url} to name {release_id}"),),
@@ -112,7 +112,7 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
         rollback = (
             Batch("roll back to the previous release",
                   (Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
-                   *_restart(service, ctx))),
+                   *restart_steps(service, ctx.layout, ctx.venv))),
             Batch("health check of the previous release",
                   (Run(health.check(posixpath.join(back, ".fabship", "venv"), ctx.health_url,
                                     previous, service.health.timeout),

@@ -61,14 +61,14 @@ def plan_lines(host, probe, plan, secrets=()):
     return prefixed(host, lines)
 
 
-def summary_table(rows):
-    """rows: (host, result, release, seconds, detail) -> aligned text."""
-    header = ("host", "result", "release", "seconds", "detail")
+def summary_table(rows, header):
+    """Rows of cells under a header, aligned; the last column is left ragged."""
     table = [header, *rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(4)]
+    last = len(header) - 1
+    widths = [max(len(str(row[i])) for row in table) for i in range(last)]
     out = []
     for row in table:
-        cells = [str(cell).ljust(width) for cell, width in zip(row[:4], widths)]
-        out.append("  ".join(cells + [str(row[4])]).rstrip())
-    out.insert(1, "  ".join("-" * w for w in widths) + "  ------")
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:last], widths)]
+        out.append("  ".join(cells + [str(row[last])]).rstrip())
+    out.insert(1, "  ".join("-" * w for w in widths + [len(header[last])]))
     return "\n".join(out)

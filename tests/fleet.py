@@ -1,5 +1,6 @@
 """A fleet of real OpenSSH servers on loopback, one per "host", with throwaway keys."""
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -34,6 +35,20 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def app_port():
+    """A free port below the ephemeral range, so no outgoing connection can take it."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 30000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-29999")
 
 
 def keygen(path):

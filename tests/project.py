@@ -4,11 +4,12 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import yaml
 
-from tests.fleet import free_port
+from tests.fleet import app_port
 from tests.helpers import REPO, git
 
 FAB = str(Path(sys.executable).with_name("fab"))
@@ -34,11 +35,14 @@ def hello_service(fleet_root, **overrides):
 def fleet_hosts(fleet, servers=None):
     """Host entries with per-host vars: own root (host_id) and own app port."""
     return [{"host": server.address, "vars": {"host_id": server.name, "port": port}}
-            for server, port in (servers or [(s, free_port()) for s in fleet.servers])]
+            for server, port in (servers or [(s, app_port()) for s in fleet.servers])]
 
 
 class Project:
     """A project directory: files, git, gate record, and `fab` runs in it."""
+
+    hosts: list
+    service: dict
 
     def __init__(self, root, fleet, cache):
         self.root = Path(root)
@@ -84,3 +88,19 @@ class Project:
         return subprocess.Popen(  # pylint: disable=consider-using-with
             [FAB, "-i", str(self.fleet.client_key), *args], cwd=self.root, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def host_root(self, index):
+        """The service root of host `index` on this machine's disk."""
+        host_id = self.hosts[index]["vars"]["host_id"]
+        return Path(self.service["root"].replace("{{ host_id }}", host_id))
+
+    def health(self, index):
+        """GET /health of host `index` -> dict (or raises)."""
+        port = self.hosts[index]["vars"]["port"]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            return json.load(answer)
+
+    def current(self, index):
+        """The release id `current` points to on host `index`."""
+        link = self.host_root(index) / "current"
+        return os.readlink(link).rsplit("/", 1)[-1] if link.is_symlink() else None

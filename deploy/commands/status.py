@@ -1,0 +1,76 @@
+"""Read-only probes for `fab service status` and `history`, and their pure parsers."""
+import json
+
+from . import script
+
+STATUS = r"""
+root=$1 url=$2
+cur=$(readlink "$root/current" 2>/dev/null || true)
+printf 'current=%s\n' "$cur"
+if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then
+  printf 'release_json='; tr -d '\n' < "$cur/release.json"; echo
+fi
+if [ -f "$root/.lock/owner.json" ]; then
+  printf 'lock='; tr -d '\n' < "$root/.lock/owner.json"; echo
+fi
+py="$cur/.fabship/venv/bin/python"
+if [ -n "$cur" ] && [ -x "$py" ]; then
+  printf 'health='
+  "$py" -c 'import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=3) as r:
+        print(r.status, r.read(300).decode("utf-8", "replace").strip())
+except Exception as exc:
+    print("down", exc)' "$url" | tr -d '\n'
+  echo
+fi
+"""
+
+HISTORY = r"""
+[ -f "$1" ] && tail -n "$2" "$1"
+exit 0
+"""
+
+
+def command(layout, health_url):
+    """Print current, release.json, lock owner and one health answer."""
+    return script(STATUS, layout.root, health_url)
+
+
+def _json(text):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def parse(text):
+    """{release, commit, health, lock} for the status table."""
+    values = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
+    current = values.get("current", "").rstrip("/").rsplit("/", 1)[-1]
+    info = _json(values.get("release_json", ""))
+    answer = values.get("health", "")
+    if not current:
+        health = "no release"
+    elif answer.startswith("200 ") and current in answer:
+        health = "ok"
+    elif answer.startswith("200 "):
+        health = "stale: " + answer[4:80]
+    else:
+        health = ("down: " + answer[:80]) if answer else "down: no venv"
+    lock = _json(values.get("lock", ""))
+    holder = (f"held by {lock.get('who', '?')}@{lock.get('where', '?')} since "
+              f"{lock.get('since', '?')}") if "lock" in values else "free"
+    return {"release": current or "-", "commit": str(info.get("commit", "-"))[:12],
+            "health": health, "lock": holder}
+
+
+def history(layout, limit):
+    """The last `limit` lines of deploys.jsonl."""
+    return script(HISTORY, layout.history, limit)
+
+
+def parse_history(text):
+    """History entries (dicts), skipping lines that are not JSON objects."""
+    return [entry for entry in (_json(line) for line in text.splitlines()) if entry]

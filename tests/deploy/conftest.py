@@ -1,0 +1,43 @@
+"""Fixtures: a session-wide fleet of real sshd hosts and throwaway projects."""
+import subprocess
+
+import pytest
+
+from tests.fleet import start_fleet
+from tests.project import Project, fleet_hosts, hello_service
+
+
+@pytest.fixture(scope="session")
+def fleet():
+    """Three OpenSSH servers on loopback; supervisords they end up running die with them."""
+    hosts = start_fleet(3)
+    try:
+        yield hosts
+    finally:
+        subprocess.run(["pkill", "-f", f"supervisor.supervisord -c {hosts.base}/"],
+                       check=False)
+        hosts.stop()
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory):
+    """One .fabship cache for every project, so wheels are built once per session."""
+    return tmp_path_factory.mktemp("fabship-cache")
+
+
+@pytest.fixture(scope="session")
+def make_project(fleet, wheel_cache):
+    """Factory: a committed project deploying hello to the fleet, under its own roots."""
+    counter = iter(range(1000))
+
+    def make(name=None, **service_overrides):
+        name = name or f"p{next(counter)}"
+        project = Project(fleet.base / name, fleet, wheel_cache)
+        project.hosts = fleet_hosts(fleet)
+        service = hello_service(f"{fleet.base}/{name}-hosts", **service_overrides)
+        service["environments"] = {"test": {"hosts": project.hosts}}
+        project.service = service
+        project.write_config({"hello": service})
+        project.commit("first")
+        return project
+    return make
