@@ -52,7 +52,7 @@ class Project:
         shutil.copytree(REPO / "services" / "hello", self.root / "services" / "hello",
                         ignore=shutil.ignore_patterns("__pycache__", "tests"))
         shutil.copytree(REPO / "templates" / "hello", self.root / "templates" / "hello")
-        (self.root / ".gitignore").write_text("reports/\n.fabship/\n")
+        (self.root / ".gitignore").write_text("reports/\n.fabship/\n.fabship-known_hosts\n")
         (self.root / ".fabship").symlink_to(cache)  # wheels built once per test session
         (self.root / ".fabship-known_hosts").write_text(fleet.known_hosts())
         git(self.root, "init", "-q")
@@ -75,12 +75,28 @@ class Project:
             "gates": {"unit": {"status": "passed" if gates_pass else "failed"}}}))
         return head
 
-    def fab(self, *args, timeout=300):
+    def fab(self, *args, timeout=300, key=None, env=None):
         """Run `fab -i <fleet key> ARGS` in the project; return CompletedProcess."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
-        return subprocess.run([FAB, "-i", str(self.fleet.client_key), *args], cwd=self.root,
-                              capture_output=True, text=True, timeout=timeout, env=env,
-                              check=False)
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+        environ.update(env or {})
+        return subprocess.run([FAB, "-i", str(key or self.fleet.client_key), *args],
+                              cwd=self.root, capture_output=True, text=True, timeout=timeout,
+                              env=environ, check=False)
+
+    def snapshot(self):
+        """Every host's tree (paths, link targets, sizes, mtimes), logs left out."""
+        state = {}
+        for index in range(len(self.hosts)):
+            root = self.host_root(index)
+            for path in sorted(root.rglob("*")) if root.exists() else []:
+                rel = path.relative_to(root)
+                if rel.parts[:2] == ("shared", "log") or path.name == "supervisor.sock":
+                    continue
+                info = path.lstat()
+                state[f"{index}/{rel}"] = (os.readlink(path) if path.is_symlink() else None,
+                                           info.st_size if path.is_file() else None,
+                                           info.st_mtime_ns)
+        return state
 
     def popen(self, *args):
         """Start `fab ...` without waiting (for kill tests)."""
