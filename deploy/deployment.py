@@ -3,18 +3,17 @@ import getpass
 import os
 import posixpath
 import socket
-import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from . import artifact as artifacts
+from .config import SshSettings
 from .context import ReleaseInfo, build_context
-from .errors import DeployError
-from .executor import HostExecutor
+from .errors import ConfigError
+from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
-from .parallel import each
 from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
@@ -28,7 +27,7 @@ class Project:
 
     root: Path
     source: str  # the config file named in errors
-    ssh: object  # config.SshSettings
+    ssh: SshSettings
     fabric_config: object
 
     @property
@@ -62,6 +61,18 @@ def new_release(commit, gates, skip_gates, now=None):
                        skip_gates, gates)
 
 
+def read_requirements(project, service):
+    """The service's requirements file ("" when it declares none)."""
+    if not service.requirements:
+        return ""
+    path = project.root / service.requirements
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{project.source}: services.{service.name}.requirements: cannot "
+                          f"read {path}: {exc.strerror}") from exc
+
+
 def prepare(project, target, skip_gates, environ=None):
     """Check the gates, read secrets, build the artifact, render every host's files."""
     service = target.service
@@ -70,15 +81,7 @@ def prepare(project, target, skip_gates, environ=None):
     secrets = read_secrets(service.secret_env, os.environ if environ is None else environ,
                            f"{project.source}: services.{service.name}.secret_env")
     source = artifacts.build_source(project.root / service.source)
-    requirements = ""
-    if service.requirements:
-        path = project.root / service.requirements
-        try:
-            requirements = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise DeployError(f"services.{service.name}.requirements: cannot read {path}: "
-                              f"{exc.strerror}") from exc
-    specs = artifacts.deps_specs(requirements, service.manager)
+    specs = artifacts.deps_specs(read_requirements(project, service), service.manager)
     env = environment(project.root / "templates")
     shipped = (source.digest, artifacts.deps_hash(specs), secrets)
     contexts = tuple(build_context(env, target, host, release, shipped)
@@ -124,19 +127,11 @@ def deploy(project, target, options, out=print):
         deps = None
         if not all(f.has_venv for f in facts):
             deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
-        blobs = {"source": prepared.source.data, "deps": deps.data if deps else b""}
-        printing = threading.Lock()
-
-        def say(line):
-            with printing:
-                out(line)
-
-        def execute(index):
-            ctx, host = pairs[index]
-            plan = build_host_plan(target.service, ctx, facts[index],
-                                   (prepared.source, deps), prepared.release)
-            return HostExecutor(host, blobs, say, prepared.secrets).execute(plan, release_id)
-        results = each(execute, range(len(pairs)))
+        jobs = [(host, build_host_plan(target.service, ctx, fact, (prepared.source, deps),
+                                       prepared.release), release_id)
+                for (ctx, host), fact in zip(pairs, facts)]
+        results = run_plans(jobs, {"source": prepared.source.data,
+                                   "deps": deps.data if deps else b""}, out, prepared.secrets)
     finally:
         for host in hosts:
             host.close()
@@ -146,8 +141,7 @@ def deploy(project, target, options, out=print):
 def report(results, addresses, out, done="deployed"):
     """The summary table; exit 0 only when every host ended `done`."""
     rows, failed = [], []
-    for index, outcome, error in results:
-        address = addresses[index]
+    for address, (_, outcome, error) in zip(addresses, results):
         if error:
             rows.append((address, "error", "-", "-", str(error)))
             failed.append(address)

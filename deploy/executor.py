@@ -8,8 +8,11 @@ import io
 import re
 import shlex
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
+
+from .parallel import each
 
 from .printer import batch_lines, prefixed
 from .steps import Run, Upload
@@ -130,3 +133,17 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
             detail = f"{failure.failed_step}: {last[0]}"
         return HostOutcome(plan.host, status, release_id, time.monotonic() - started, detail,
                            self.transport.trips)
+
+
+def run_plans(jobs, blobs, out, secrets=(), done="deployed"):
+    """Run [(transport, plan, release id)] on all hosts at once; [(job, outcome, error)]."""
+    printing = threading.Lock()
+
+    def say(line):
+        with printing:
+            out(line)
+
+    def execute(job):
+        transport, plan, release_id = job
+        return HostExecutor(transport, blobs, say, secrets).execute(plan, release_id, done)
+    return each(execute, jobs)

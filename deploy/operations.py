@@ -2,13 +2,12 @@
 import json
 import posixpath
 import shlex
-import threading
 
 from .commands import health, lock, release, status as status_cmd
 from .context import host_basics
 from .deployment import new_release, report
-from .errors import DeployError
-from .executor import HostExecutor
+from .errors import ConfigError, DeployError
+from .executor import run_plans
 from .parallel import each
 from .planner import owner_record, restart_steps
 from .printer import summary_table
@@ -22,8 +21,9 @@ def _hosts(project, target):
     return [(host, *host_basics(env, target, host)[1:]) for host in target.hosts]
 
 
-def rollback_plan(service, host, layout, health_url, facts, to, owner_json):
-    """Switch back to `to` (default: the release before current); a plan of one host."""
+def rollback_plan(service, where, facts, to, owner_json):
+    """Switch back to `to` (default: the release before current); where = (host, layout, url)."""
+    host, layout, health_url = where
     goal = to or facts.previous
     if goal is None:
         raise DeployError(f"{host.address}: no earlier release to roll back to "
@@ -33,52 +33,46 @@ def rollback_plan(service, host, layout, health_url, facts, to, owner_json):
                           f"{', '.join(facts.releases) or 'no releases'}")
     target_dir = layout.release(goal)
     venv = posixpath.join(target_dir, ".fabship", "venv")
-    record = json.dumps({**json.loads(owner_json), "status": "rolled-back-by-hand",
-                         "host": host.address, "release": goal, "previous": facts.current})
-    finish = (lambda status: Batch("record, unlock", (
-        Run(release.append_history(layout, record.replace("rolled-back-by-hand", status)),
-            f"record '{status}' in the history"),
-        Run(lock.release(layout.root), "release the lock"))))
-    return HostPlan(host.address, (
+
+    def finish(outcome):
+        record = json.dumps({**json.loads(owner_json), "status": outcome, "host": host.address,
+                             "release": goal, "previous": facts.current})
+        return (Batch("record, unlock", (
+            Run(release.append_history(layout, record), f"record '{outcome}' in the history"),
+            Run(lock.release(layout.root), "release the lock"))),)
+    batches = (
         Batch(f"switch current to {goal} and restart",
               (Run(release.switch(layout, target_dir), "switch current (rename)"),
                *restart_steps(service, layout, venv))),
         Batch("health check", (Run(health.check(venv, health_url, goal,
                                                 service.health.timeout),
                                    f"wait for {health_url} to name {goal}"),), check=True),
-    ), 2, (), (finish("rollback"),), (finish("rollback-failed"),)), goal
+    )
+    # No automatic rollback of a rollback: a failure is reported, the lock given back.
+    return HostPlan(host.address, batches, len(batches), (), finish("rollback"),
+                    finish("rollback-failed")), goal
 
 
 def rollback(project, target, options, out=print):
     """Every host back to the previous release (or `to`); exit 0 when all serve it."""
     if options.get("dry"):
-        raise DeployError("`--dry` is not supported for rollback yet: `fab service status` "
+        raise ConfigError("`--dry` is not supported for rollback yet: `fab service status` "
                           "shows what each host runs")
-    info = new_release("rollback", {}, False)
+    owner = owner_record(new_release("rollback", {}, False), action="rollback")
     hosts = _hosts(project, target)
     conns = connect_all(project, [host.address for host, _, _ in hosts])
     try:
-        owner = owner_record(info, action="rollback")
         facts = lock_and_probe([(layout, conn, ("-", "-")) for (_, layout, _), conn
                                 in zip(hosts, conns)], owner, options.get("break_lock"))
         try:
-            plans = [rollback_plan(target.service, host, layout, url, fact, options.get("to"),
-                                   owner)
-                     for (host, layout, url), fact in zip(hosts, facts)]
+            plans = [rollback_plan(target.service, where, fact, options.get("to"), owner)
+                     for where, fact in zip(hosts, facts)]
         except DeployError:
             for (_, layout, _), conn in zip(hosts, conns):
                 conn.run(shlex.join(lock.release(layout.root)))
             raise
-        printing = threading.Lock()
-
-        def say(line):
-            with printing:
-                out(line)
-
-        def execute(index):
-            plan, goal = plans[index]
-            return HostExecutor(conns[index], {}, say).execute(plan, goal, done="rolled back")
-        results = each(execute, range(len(plans)))
+        results = run_plans([(conn, plan, goal) for conn, (plan, goal) in zip(conns, plans)],
+                            {}, out, done="rolled back")
     finally:
         for conn in conns:
             conn.close()

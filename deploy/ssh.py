@@ -18,7 +18,7 @@ POLICIES = ("strict", "accept-new")
 _PIN_LOCK = threading.Lock()
 
 
-class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
+class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # pylint: disable=too-few-public-methods
     """Pin an unknown host's key in the project known_hosts file (like ssh's accept-new)."""
 
     def __init__(self, path):

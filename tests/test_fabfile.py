@@ -16,7 +16,11 @@ def fab(*args, cwd=REPO):
 def test_fab_lists_tasks_with_docs():
     proc = fab("-l")
     assert proc.returncode == 0
-    assert "ci   Run the quality gates (python -m ci)" in proc.stdout
+    listed = {line.split()[0]: " ".join(line.split()[1:]) for line in proc.stdout.splitlines()
+              if line.startswith("  ") and line.split()[0].isalpha()}
+    assert set(listed) == {"ci", "deploy", "history", "rollback", "service", "status"}
+    assert listed["ci"].startswith("Run the quality gates (python -m ci)")
+    assert listed["deploy"].startswith("Ship a release to every host")
 
 
 def test_fab_dry_ci_prints_commands():

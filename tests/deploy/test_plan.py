@@ -1,0 +1,171 @@
+"""The planner, the command builders and the printer: pure, exact, no hosts."""
+import json
+import subprocess
+
+from deploy.artifact import Artifact
+from deploy.commands import lock, release, supervisor
+from deploy.executor import batch_script, upload_tar
+from deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
+from deploy.layout import Layout
+from deploy.planner import build_host_plan, owner_record, probe_batch
+from deploy.printer import plan_lines, summary_table
+from deploy.secrets import Secret
+from deploy.steps import Batch, Run, Upload, to_json
+from tests.deploy.helpers import RELEASE, contexts
+
+SOURCE = Artifact("d" * 64, b"source-bytes")
+DEPS = Artifact("e" * 64, b"wheels")
+LAYOUT = Layout("/srv/hello")
+
+
+def labels(batch):
+    return [step.label for step in batch.steps]
+
+
+def test_context_renders_per_host_vars_and_builtins():
+    _, (first, second) = contexts()
+    conf = {f.dest: f for f in first.files}
+    assert conf["hello.conf"].text.splitlines()[1:] == [
+        "[hello]", "bind = 0.0.0.0", "port = 8080", "greeting = hi"]
+    assert "port = 9090" in {f.dest: f for f in second.files}["hello.conf"].text
+    assert first.release_dir == "/srv/hello/releases/20261123T120000.000Z-abc1234"
+    assert first.venv == "/srv/hello/venvs/" + "k" * 16
+    assert first.health_url == "http://127.0.0.1:8080/health"
+    assert second.health_url == "http://127.0.0.1:9090/health"
+    run = conf[".fabship/run"].text
+    assert f"cd {first.release_dir} || exit 1" in run
+    assert f"exec {first.venv}/bin/python -m hello --config {first.release_dir}/hello.conf" in run
+    saved = json.loads(conf["release.json"].text)
+    assert saved["release"] == RELEASE.release_id and saved["deployer"] == "alice"
+
+
+def test_first_deploy_plan_uploads_everything():
+    target, (ctx, _) = contexts()
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
+    prepare, switch, health = plan.batches
+    assert labels(prepare) == [
+        "create the layout's directories", "remove releases left half-assembled",
+        "upload release artifact dddddddddddd", "upload the deps bundle (wheels)",
+        "write hello.conf", "write .fabship/run", "write .fabship/supervisord.conf",
+        "write release.json", "keep the artifact", "unpack the artifact into the release",
+        "build the venv from the shipped wheels (offline)", "link the venv", "link shared/",
+        "move the release into place"]
+    assert switch.steps[0].argv == release.switch(LAYOUT, ctx.release_dir)
+    assert health.check and plan.switch_index == 1
+    assert labels(plan.rollback[0]) == ["stop the program", "remove current"]
+
+
+def test_steady_state_plan_skips_what_the_host_holds():
+    target, (ctx, _) = contexts()
+    facts = parse_facts("current=/srv/hello/releases/r1\nreleases=r0 r1 \nartifact=yes\n"
+                        "venv=yes\n")
+    plan = build_host_plan(target.service, ctx, facts, (SOURCE, None), RELEASE)
+    prepare = labels(plan.batches[0])
+    assert "upload release artifact dddddddddddd" not in prepare
+    assert "upload the deps bundle (wheels)" not in prepare
+    assert "build the venv from the shipped wheels (offline)" not in prepare
+    assert labels(plan.rollback[0])[0] == "switch current back to r1"
+    prune = plan.on_success[0].steps[1]
+    assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, "r1")
+
+
+def test_dry_run_plan_shows_conditions():
+    target, (ctx, _) = contexts()
+    plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
+    unless = {s.label: s.unless for s in plan.batches[0].steps if s.unless}
+    assert unless == {
+        "upload release artifact dddddddddddd": "the host holds artifact dddddddddddd",
+        "upload the deps bundle (wheels)": f"venvs/{'k' * 16} is complete",
+        "keep the artifact": "the host holds artifact dddddddddddd",
+        "build the venv from the shipped wheels (offline)": f"venvs/{'k' * 16} is complete"}
+    probe = probe_batch(ctx.layout, owner_record(RELEASE), False, (SOURCE.name, "k"))
+    lines = plan_lines("deploy@10.0.0.5", probe, plan)
+    assert all(line.startswith("[deploy@10.0.0.5] ") for line in lines)
+    assert "[deploy@10.0.0.5]         | greeting = hi" in lines
+
+
+def test_systemd_plan_installs_unit_and_restarts():
+    target, (ctx, _) = contexts(manager="systemd")
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
+    assert [s.argv for s in plan.batches[1].steps][1:] == [
+        ("sh", "-c", 'install -m 0644 "$1" "$2" && systemctl daemon-reload', "fabship",
+         "/srv/hello/current/.fabship/fabship-hello.service",
+         "/etc/systemd/system/fabship-hello.service"),
+        ("systemctl", "restart", "fabship-hello.service")]
+
+
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
+    _, (ctx, _) = contexts(manager="systemd")
+    unit = next(f for f in ctx.files if f.dest.endswith(".service"))
+    path = tmp_path / "fabship-hello.service"
+    path.write_text(unit.text)
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "fabship-hello.service" not in proc.stderr, proc.stderr
+
+
+def test_secrets_masked_and_0600():
+    secret = Secret("DB_PASSWORD", "s3cr3t-value")
+    target, (ctx, _) = contexts(secrets=(secret,), run="env PW={{ DB_PASSWORD }} run")
+    files = {f.dest: f for f in ctx.files}
+    assert files[".fabship/run"].mode == 0o600 and files[".fabship/run"].secret
+    assert files["hello.conf"].mode == 0o644
+    assert str(secret) == "********" and "s3cr3t" not in repr(secret)
+    plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
+    text = "\n".join(plan_lines("h", plan.batches[0], plan, (secret,)))
+    assert "s3cr3t-value" not in text and "env PW=******** run" in text
+    assert "s3cr3t-value" not in json.dumps(json.loads(files["release.json"].text))
+
+
+def test_command_builders_quote_everything():
+    assert release.make_dirs(LAYOUT) == (
+        "mkdir", "-p", "/srv/hello/releases", "/srv/hello/venvs", "/srv/hello/artifacts",
+        "/srv/hello/shared/log", "/srv/hello/shared/data")
+    switch = release.switch(Layout("/srv/it's here"), "/srv/it's here/releases/r1")
+    assert switch[:2] == ("sh", "-c") and switch[3:] == (
+        "fabship", "/srv/it's here", "/srv/it's here/releases/r1")
+    assert 'mv -T "$root/.current.tmp.$$" "$root/current"' in switch[2]
+    assert "ln -sfn" not in switch[2]
+    assert lock.release("/srv/hello") == ("rm", "-rf", "--", "/srv/hello/.lock")
+    assert supervisor.restart(LAYOUT, "/v", "hello")[3:] == (
+        "fabship", "/v/bin/python", "/srv/hello/current/.fabship/supervisord.conf",
+        "/srv/hello/supervisord.pid", "hello")
+
+
+def test_batch_script_runs_in_order_and_unpacks_uploads_once():
+    batch = probe_batch(LAYOUT, "{}", True)
+    script = batch_script(batch)
+    assert script.count("|| fail") == 2 and "tar -x" not in script
+    mixed = Batch("x", (Run(("mkdir", "-p", "/a b"), "mk"),
+                        Upload("/a b/f", "f", mode=0o600, text="x", size=1),
+                        Upload("/a b/g", "g", text="y", size=1),
+                        Run(("mv", "/a b/f", "/a b/h"), "mv")))
+    lines = batch_script(mixed).splitlines()
+    assert lines[-3:] == ["mkdir -p '/a b' || fail 0 $?",
+                          "tar -x -p --no-same-owner -C / -f - || fail 1 $?",
+                          "mv '/a b/f' '/a b/h' || fail 3 $?"]
+    data = upload_tar([s for s in mixed.steps if isinstance(s, Upload)], {})
+    assert b"a b/f" in data
+    assert to_json(mixed)["steps"][1] == {
+        "type": "Upload", "path": "/a b/f", "label": "f", "mode": 0o600, "text": "x",
+        "blob": None, "size": 1, "secret": False, "unless": None}
+
+
+def test_facts_and_lock_owner_parsing():
+    facts = parse_facts("current=\nreleases=\n")
+    assert facts.current is None and facts.previous is None and not facts.has_artifact
+    facts = parse_facts("current=/r/releases/b\nreleases=a b c\n")
+    assert facts.previous == "a"
+    owner = parse_lock_owner('locked-by={"who": "bob", "where": "ci", "pid": 7, '
+                             '"since": "2026-01-01T00:00:00Z", "release": "r9"}\n')
+    assert describe_owner(owner) == "bob@ci (pid 7) since 2026-01-01T00:00:00Z, deploying r9"
+    assert describe_owner(parse_lock_owner("locked-by={}\n")) == \
+        "an unknown owner (no owner.json)"
+    assert parse_lock_owner("locked-by=garbage") == {"raw": "garbage"}
+    assert parse_lock_owner("nothing") is None
+
+
+def test_summary_table():
+    assert summary_table([("h1", "ok", "3")], ("host", "result", "n")).splitlines() == [
+        "host  result  n", "----  ------  -", "h1    ok      3"]
