@@ -7,7 +7,6 @@ host (remote commands; the connection handshake is not counted).
 """
 import argparse
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -61,7 +60,6 @@ def main():
     try:
         table = {size: bench_size(fleet, size, cache) for size in sizes}
     finally:
-        subprocess.run(["pkill", "-f", f"supervisor.supervisord -c {fleet.base}/"], check=False)
         fleet.stop()
     print(f"{'operation':22s}" + "".join(f"{f'N={size}':>16s}" for size in sizes))
     for operation in table[sizes[0]]:

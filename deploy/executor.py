@@ -14,20 +14,22 @@ from dataclasses import dataclass
 
 from .parallel import each
 
-from .printer import batch_lines, prefixed
 from .steps import Run, Upload
 
 PRELUDE = ('umask 022\nfail() { printf "\\nfabship-step-failed %s %s\\n" "$1" "$2"; '
            'exit 3; }\n')
+DONE = "fabship-step-done "
 FAILED_MARK = re.compile(r"^fabship-step-failed (\d+) (\d+)$", re.MULTILINE)
+MARKS = re.compile(r"^fabship-step-(done|failed) .*\n?", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """How one round trip ended."""
+    """How one round trip ended; `failed_index` is the failing step's position."""
 
     ok: bool
     output: str
+    failed_index: int | None = None
     failed_step: str | None = None
     code: int = 0
 
@@ -45,29 +47,41 @@ def upload_tar(uploads, blobs):
 
 
 def batch_script(batch):
-    """The sh script of one batch; uploads unpack where the first one stands."""
-    lines, unpacked = [PRELUDE], False
+    """The sh script of one batch; uploads unpack where the first one stands.
+
+    After each step it prints a `fabship-step-done N` mark (printf is a builtin), so
+    the controller can show progress live and knows where a failure happened.
+    """
+    uploads = [i for i, step in enumerate(batch.steps) if isinstance(step, Upload)]
+    lines = [PRELUDE]
     for index, step in enumerate(batch.steps):
-        if isinstance(step, Upload):
-            if not unpacked:
-                lines.append(f"tar -x -p --no-same-owner -C / -f - || fail {index} $?")
-                unpacked = True
+        if isinstance(step, Upload) and index == uploads[0]:
+            lines.append(f"tar -x -p --no-same-owner -C / -f - || fail {index} $?")
+            lines.append(f"printf '{DONE}%s\\n' {' '.join(map(str, uploads))}")
         elif isinstance(step, Run):
             lines.append(f"{shlex.join(step.argv)} || fail {index} $?")
+            lines.append(f"printf '{DONE}%s\\n' {index}")
     return "\n".join(lines) + "\n"
 
 
-def run_batch(transport, batch, blobs):
-    """Send one batch; attribute a failure to its step."""
+def run_batch(transport, batch, blobs, on_done=None):
+    """Send one batch; on_done(index) as each step completes; attribute a failure."""
     uploads = [step for step in batch.steps if isinstance(step, Upload)]
     stdin = upload_tar(uploads, blobs) if uploads else None
-    code, output = transport.run(shlex.join(["sh", "-c", batch_script(batch)]), stdin=stdin)
+
+    def on_line(line):
+        if on_done and line.startswith(DONE):
+            on_done(int(line[len(DONE):]))
+    code, output = transport.run(shlex.join(["sh", "-c", batch_script(batch)]), stdin=stdin,
+                                 on_line=on_line)
+    clean = MARKS.sub("", output).strip()
     if code == 0:
-        return BatchResult(True, output)
+        return BatchResult(True, clean)
     found = FAILED_MARK.findall(output)
-    label = batch.steps[int(found[-1][0])].label if found else batch.label
-    clean = FAILED_MARK.sub("", output).strip()
-    return BatchResult(False, clean, label, int(found[-1][1]) if found else code)
+    if not found:
+        return BatchResult(False, clean, len(batch.steps), batch.label, code)
+    index = int(found[-1][0])
+    return BatchResult(False, clean, index, batch.steps[index].label, int(found[-1][1]))
 
 
 @dataclass(frozen=True)
@@ -89,20 +103,19 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
         self.transport, self.blobs, self.out, self.secrets = transport, blobs, out, secrets
 
     def _run(self, batch):
+        address = self.transport.address
         started = time.monotonic()
-        number = self.transport.trips + 1
-        for line in prefixed(self.transport.address,
-                             batch_lines(number, batch, self.secrets, show_content=False)):
-            self.out(line)
-        result = run_batch(self.transport, batch, self.blobs)
-        took = time.monotonic() - started
-        if result.ok:
-            self.out(f"[{self.transport.address}]   ok ({took:.1f}s)")
-        else:
-            self.out(f"[{self.transport.address}]   FAILED at '{result.failed_step}' "
-                     f"(exit {result.code}, {took:.1f}s)")
+        self.out(f"[{address}] round trip {self.transport.trips + 1}: {batch.label}")
+
+        def done(index):
+            self.out(f"[{address}]   ok  {batch.steps[index].label} "
+                     f"({time.monotonic() - started:.1f}s)")
+        result = run_batch(self.transport, batch, self.blobs, done)
+        if not result.ok:
+            self.out(f"[{address}]   FAILED  {result.failed_step} (exit {result.code}, "
+                     f"{time.monotonic() - started:.1f}s)")
             for line in result.output.splitlines()[-15:]:
-                self.out(f"[{self.transport.address}]   | {line}")
+                self.out(f"[{address}]   | {line}")
         return result
 
     def _run_all(self, batches):
@@ -121,7 +134,7 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
             if result.ok:
                 continue
             failure, status = result, "failed"
-            if index >= plan.switch_index:
+            if (index, result.failed_index) >= plan.rollback_from:
                 rollback_failure = self._run_all(plan.rollback)
                 status = "rollback-failed" if rollback_failure else "rolled-back"
             break

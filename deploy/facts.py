@@ -12,6 +12,7 @@ class Facts:
     releases: tuple[str, ...] = ()
     has_artifact: bool = False
     has_venv: bool = False
+    supervisor_conf: str | None = None  # sha256 of the running release's supervisord.conf
 
     @property
     def previous(self):
@@ -36,6 +37,7 @@ def parse_facts(text):
         releases=tuple(sorted(values.get("releases", "").split())),
         has_artifact=values.get("artifact") == "yes",
         has_venv=values.get("venv") == "yes",
+        supervisor_conf=values.get("supervisor_conf") or None,
     )
 
 

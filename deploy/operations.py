@@ -9,7 +9,7 @@ from .deployment import new_release, report
 from .errors import ConfigError, DeployError
 from .executor import run_plans
 from .parallel import each
-from .planner import owner_record, restart_steps
+from .planner import owner_record, reload_step, restart_steps
 from .printer import summary_table
 from .render import environment
 from .session import connect_all, lock_and_probe
@@ -40,16 +40,13 @@ def rollback_plan(service, where, facts, to, owner_json):
         return (Batch("record, unlock", (
             Run(release.append_history(layout, record), f"record '{outcome}' in the history"),
             Run(lock.release(layout.root), "release the lock"))),)
-    batches = (
-        Batch(f"switch current to {goal} and restart",
-              (Run(release.switch(layout, target_dir), "switch current (rename)"),
-               *restart_steps(service, layout, venv))),
-        Batch("health check", (Run(health.check(venv, health_url, goal,
-                                                service.health.timeout),
-                                   f"wait for {health_url} to name {goal}"),), check=True),
-    )
+    batches = (Batch(f"switch to {goal}, restart, health check", (
+        Run(release.switch(layout, target_dir), "switch current (rename)"),
+        *restart_steps(service, layout, venv, reload_step(layout, venv)),
+        Run(health.check(venv, health_url, goal, service.health.timeout),
+            f"health check: {health_url} names {goal}"))),)
     # No automatic rollback of a rollback: a failure is reported, the lock given back.
-    return HostPlan(host.address, batches, len(batches), (), finish("rollback"),
+    return HostPlan(host.address, batches, (len(batches), 0), (), finish("rollback"),
                     finish("rollback-failed")), goal
 
 

@@ -1,8 +1,10 @@
 """(context, facts, artifacts) -> the inert plan of one host. Only the planner orders steps.
 
-Round trips of a deploy: probe (lock + facts), prepare (uploads on stdin + assemble the
-release), switch (current + restart), health, finish (history, prune, unlock).
+Round trips of a deploy: 1. lock + facts; 2. the release: uploads on stdin, assemble,
+switch `current`, restart, health check; 3. finish: history, prune, unlock. A failure
+from the switch on runs the rollback (one more round trip) before the finish.
 """
+import hashlib
 import json
 import posixpath
 from dataclasses import replace
@@ -34,15 +36,32 @@ def _when(step, facts, holds, condition):
     return None if holds else step
 
 
-def restart_steps(service, layout, venv):
-    """Restart the program through its manager (the release's venv runs supervisorctl)."""
+def reload_step(layout, venv):
+    """Make a running supervisord re-read the config of the release `current` names."""
+    return Run(supervisor.reload(layout, venv), "reload supervisord's config")
+
+
+def restart_steps(service, layout, venv, reload=None):
+    """Restart the program through its manager (the release's venv runs supervisorctl).
+
+    Under supervisor, `reload` (a reload_step, or None to skip it) comes first.
+    """
     if service.manager == "supervisor":
-        return (Run(supervisor.restart(layout, venv, service.name),
-                    "restart through supervisord (started if not running)"),)
+        return (*((reload,) if reload else ()),
+                Run(supervisor.restart(layout, venv, service.name),
+                    "restart through supervisord (started if not running)"))
     unit = posixpath.join(layout.current, ".fabship",
                           posixpath.basename(systemd.unit_path(service.name)))
     return (Run(systemd.install_unit(unit, service.name), "install the systemd unit, reload"),
             Run(systemd.restart(service.name), "restart the systemd unit"))
+
+
+def _reload_when_changed(ctx, facts):
+    """The supervisord reload, skipped when the running config is the same text."""
+    conf = next((f.text for f in ctx.files if f.dest == ".fabship/supervisord.conf"), "")
+    same = facts.supervisor_conf == hashlib.sha256(conf.encode()).hexdigest()
+    return _when(reload_step(ctx.layout, ctx.venv), facts, same,
+                 "supervisord.conf is unchanged")
 
 
 def _stop(service, ctx):
@@ -51,8 +70,8 @@ def _stop(service, ctx):
     return Run(systemd.stop(service.name), "stop the systemd unit")
 
 
-def prepare_batch(service, ctx, facts, shipped):
-    """Round trip 2: upload what the host lacks and assemble releases/<id>."""
+def prepare_steps(service, ctx, facts, shipped):
+    """Upload what the host lacks and assemble releases/<id>."""
     source, deps = shipped
     layout, staging = ctx.layout, ctx.layout.staging(posixpath.basename(ctx.release_dir))
     artifact = layout.artifact(source.name)
@@ -81,7 +100,7 @@ def prepare_batch(service, ctx, facts, shipped):
         Run(release.link(layout.shared, posixpath.join(staging, "shared")), "link shared/"),
         Run(release.publish(staging, ctx.release_dir), "move the release into place"),
     ]
-    return Batch("upload and assemble the release", tuple(s for s in steps if s is not None))
+    return tuple(step for step in steps if step is not None)
 
 
 def _history(ctx, release_info, status, previous):
@@ -97,27 +116,22 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     """The whole plan of one host, from the facts (or unknown facts for the dry-run)."""
     release_id = release_info.release_id
     previous = facts.current if facts.known else None
-    batches = (
-        prepare_batch(service, ctx, facts, shipped),
-        Batch("switch current and restart",
-              (Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
-               *restart_steps(service, ctx.layout, ctx.venv))),
-        Batch("health check", (Run(health.check(ctx.venv, ctx.health_url, release_id,
-                                                service.health.timeout),
-                                   f"wait for {ctx.health_url} to name {release_id}"),),
-              check=True),
-    )
+    prepare = prepare_steps(service, ctx, facts, shipped)
+    batches = (Batch("ship, switch, restart, health check", (
+        *prepare,
+        Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
+        *restart_steps(service, ctx.layout, ctx.venv, _reload_when_changed(ctx, facts)),
+        Run(health.check(ctx.venv, ctx.health_url, release_id, service.health.timeout),
+            f"health check: {ctx.health_url} names {release_id}"),
+    )),)
     if previous:
         back = ctx.layout.release(previous)
-        rollback = (
-            Batch("roll back to the previous release",
-                  (Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
-                   *restart_steps(service, ctx.layout, ctx.venv))),
-            Batch("health check of the previous release",
-                  (Run(health.check(posixpath.join(back, ".fabship", "venv"), ctx.health_url,
-                                    previous, service.health.timeout),
-                       f"wait for {ctx.health_url} to name {previous}"),), check=True),
-        )
+        rollback = (Batch(f"roll back to {previous}", (
+            Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
+            *restart_steps(service, ctx.layout, ctx.venv, reload_step(ctx.layout, ctx.venv)),
+            Run(health.check(posixpath.join(back, ".fabship", "venv"), ctx.health_url,
+                             previous, service.health.timeout),
+                f"health check: {ctx.health_url} names {previous}"))),)
     else:
         rollback = (Batch("stop the failed first release",
                           (_stop(service, ctx), Run(("rm", "-f", ctx.layout.current),
@@ -136,4 +150,5 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     on_failure = (Batch("record the failure, unlock", (
         _history(ctx, release_info, "failed", previous),
         Run(lock.release(ctx.layout.root), "release the lock"))),)
-    return HostPlan(ctx.host.address, batches, 1, rollback, on_success, on_failure)
+    return HostPlan(ctx.host.address, batches, (0, len(prepare)), rollback, on_success,
+                    on_failure)

@@ -77,8 +77,11 @@ class SshHost:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise DeployError(f"{self.address}: cannot connect: {reason}") from exc
 
-    def run(self, command, stdin=None):
-        """Run one command (one round trip); return (exit code, combined output)."""
+    def run(self, command, stdin=None, on_line=None):
+        """Run one command (one round trip); return (exit code, combined output).
+
+        `on_line` sees each output line as it arrives (for live progress).
+        """
         self.trips += 1
         channel = self.conn.client.get_transport().open_session()
         try:
@@ -86,17 +89,21 @@ class SshHost:
             channel.exec_command(command)
             sender = threading.Thread(target=_send, args=(channel, stdin), daemon=True)
             sender.start()
-            chunks = []
+            output, pending = [], b""
             while True:
                 data = channel.recv(65536)
                 if not data:
                     break
-                chunks.append(data)
+                output.append(data)
+                if on_line:
+                    *lines, pending = (pending + data).split(b"\n")
+                    for line in lines:
+                        on_line(line.decode("utf-8", "replace"))
             sender.join()
             code = channel.recv_exit_status()
         finally:
             channel.close()
-        return code, b"".join(chunks).decode("utf-8", "replace")
+        return code, b"".join(output).decode("utf-8", "replace")
 
     def close(self):
         """Close the connection."""

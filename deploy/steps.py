@@ -31,11 +31,10 @@ class Upload:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True)
 class Batch:
-    """Steps sent to one host as one remote command."""
+    """Steps sent to one host as one remote command (one round trip)."""
 
     label: str
     steps: tuple = field(default_factory=tuple)
-    check: bool = False  # a health check: its failure triggers the rollback
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class HostPlan:
 
     host: str
     batches: tuple[Batch, ...]
-    switch_index: int  # failures from this batch on trigger the rollback
+    rollback_from: tuple[int, int]  # (batch, step): a failure there or later rolls back
     rollback: tuple[Batch, ...]
     on_success: tuple[Batch, ...]
     on_failure: tuple[Batch, ...]

@@ -117,11 +117,13 @@ class Fleet:
         wait_for_port(server.port, server.proc)
 
     def stop(self):
-        """Stop every sshd."""
+        """Stop every sshd and the supervisords the deploys started, then remove the files."""
+        subprocess.run(["pkill", "-f", f"supervisor.supervisord -c {self.base}/"], check=False)
         for server in self.servers:
             if server.proc and server.proc.poll() is None:
                 server.proc.terminate()
                 server.proc.wait(timeout=10)
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 def start_fleet(count):

@@ -22,6 +22,8 @@ printf 'current=%s\n' "$(readlink "$root/current" 2>/dev/null)"
 printf 'releases=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 | grep -v '^\.' | tr '\n' ' ')"
 [ -f "$root/artifacts/$artifact" ] && echo artifact=yes
 [ -f "$root/venvs/$venv/.complete" ] && echo venv=yes
+conf="$root/current/.fabship/supervisord.conf"
+[ -f "$conf" ] && printf 'supervisor_conf=%s\n' "$(sha256sum < "$conf" | cut -d' ' -f1)"
 exit 0
 """
 

@@ -3,10 +3,16 @@ import posixpath
 
 from . import script
 
+RELOAD = r"""
+python=$1 conf=$2 pidfile=$3
+if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  "$python" -m supervisor.supervisorctl -c "$conf" update >/dev/null
+fi
+"""
+
 RESTART = r"""
 python=$1 conf=$2 pidfile=$3 program=$4
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-  "$python" -m supervisor.supervisorctl -c "$conf" update >/dev/null
   "$python" -m supervisor.supervisorctl -c "$conf" restart "$program"
 else
   "$python" -m supervisor.supervisord -c "$conf"
@@ -30,6 +36,12 @@ def conf_path(layout):
 def pidfile(layout):
     """supervisord's pid file under the service root."""
     return posixpath.join(layout.root, "supervisord.pid")
+
+
+def reload(layout, venv):
+    """Make a running supervisord re-read its config (through `current`)."""
+    return script(RELOAD, posixpath.join(venv, "bin", "python"), conf_path(layout),
+                  pidfile(layout))
 
 
 def restart(layout, venv, program):

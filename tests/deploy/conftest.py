@@ -1,6 +1,4 @@
 """Fixtures: a session-wide fleet of real sshd hosts and throwaway projects."""
-import subprocess
-
 import pytest
 
 from tests.fleet import start_fleet
@@ -14,8 +12,6 @@ def fleet():
     try:
         yield hosts
     finally:
-        subprocess.run(["pkill", "-f", f"supervisor.supervisord -c {hosts.base}/"],
-                       check=False)
         hosts.stop()
 
 

@@ -41,7 +41,7 @@ def test_dry_run_prints_plan_and_connects_to_nothing(make_project):
     for host in hosts:
         prefix = f"[{host['host']}] "
         assert f"{prefix}round trip 1: lock and read facts" in out
-        assert f"{prefix}round trip 4: health check" in out
+        assert f"{prefix}round trip 2: ship, switch, restart, health check" in out
         assert f"{prefix}        | port = {host['vars']['port']}" in out  # rendered content
     assert "[skipped when the host holds artifact" in out
     assert "$ tar -xzf " in out and "sh -c " in out

@@ -1,4 +1,5 @@
 """Bad input: a clear one-paragraph error, the right exit code, no traceback, hosts untouched."""
+import json
 import socket
 
 import pytest
@@ -174,3 +175,19 @@ def test_failed_gates_refuse_to_ship(deployed):
     assert_refused(deployed, proc, 1, "did not pass its gates (gates failed: unit)")
     assert "--skip-gates" in proc.stderr
     assert deployed.snapshot() == before
+
+
+def test_skip_gates_ships_and_records_it(deployed):
+    deployed.commit("gates fail again", gates_pass=False)
+    try:
+        proc = deployed.fab("service", "deploy", "--skip-gates")
+    finally:
+        deployed.commit("gates pass again")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    root = deployed.host_root(0)
+    release = json.loads((root / "current" / "release.json").read_text())
+    assert release["skip_gates"] is True and release["gates"] == {"skipped": True}
+    last = json.loads((root / "deploys.jsonl").read_text().splitlines()[-1])
+    assert last["skip_gates"] is True and last["status"] == "deployed"
+    history = deployed.fab("service", "history")
+    assert "(gates skipped)" in history.stdout

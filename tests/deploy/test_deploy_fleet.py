@@ -75,7 +75,7 @@ def test_no_change_redeploy_skips_the_upload(project):
     assert release != before
     assert "upload release artifact" not in out
     assert all(project.health(i)["release"] == release for i in range(3))
-    assert re.findall(r"deployed  \S+\s+\S+\s+(\d+) round trips", out) == ["5", "5", "5"]
+    assert re.findall(r"deployed  \S+\s+\S+\s+(\d+) round trips", out) == ["3", "3", "3"]
 
 
 def test_failing_health_check_rolls_back(project):
@@ -160,6 +160,15 @@ def test_rollback_and_history(project):
     assert [row[3] for row in rows][-3:] == ["deployed", "rollback", "rollback"]
     assert rows[-2][2] == previous and rows[-1][2] == current
     assert any(row[3] == "failed" for row in rows)
+
+
+def test_old_releases_are_pruned(project):
+    for index in range(3):
+        releases = [p.name for p in (project.host_root(index) / "releases").iterdir()]
+        assert len(releases) <= project.service["keep_releases"], releases
+        assert project.current(index) in releases
+        artifacts = list((project.host_root(index) / "artifacts").iterdir())
+        assert 1 <= len(artifacts) <= project.service["keep_releases"]
 
 
 def test_rollback_to_unknown_release_changes_nothing(project):

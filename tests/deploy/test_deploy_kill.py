@@ -24,8 +24,8 @@ def kill_at(project, marker):
     return "".join(seen)
 
 
-@pytest.mark.parametrize("marker", ["round trip 3: switch current and restart",
-                                    "round trip 4: health check"],
+@pytest.mark.parametrize("marker", ["ok  upload release artifact",
+                                    "ok  switch current (rename)"],
                          ids=["after-upload", "after-switch"])
 def test_killed_deploy_then_rerun_ends_on_one_complete_release(make_project, marker):
     project = make_project()

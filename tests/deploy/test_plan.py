@@ -1,4 +1,5 @@
 """The planner, the command builders and the printer: pure, exact, no hosts."""
+import hashlib
 import json
 import subprocess
 
@@ -42,16 +43,18 @@ def test_context_renders_per_host_vars_and_builtins():
 def test_first_deploy_plan_uploads_everything():
     target, (ctx, _) = contexts()
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    prepare, switch, health = plan.batches
-    assert labels(prepare) == [
+    (batch,) = plan.batches
+    assert labels(batch) == [
         "create the layout's directories", "remove releases left half-assembled",
         "upload release artifact dddddddddddd", "upload the deps bundle (wheels)",
         "write hello.conf", "write .fabship/run", "write .fabship/supervisord.conf",
         "write release.json", "keep the artifact", "unpack the artifact into the release",
         "build the venv from the shipped wheels (offline)", "link the venv", "link shared/",
-        "move the release into place"]
-    assert switch.steps[0].argv == release.switch(LAYOUT, ctx.release_dir)
-    assert health.check and plan.switch_index == 1
+        "move the release into place", "switch current (rename)",
+        "reload supervisord's config", "restart through supervisord (started if not running)",
+        f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id}"]
+    assert batch.steps[14].argv == release.switch(LAYOUT, ctx.release_dir)
+    assert plan.rollback_from == (0, 14)
     assert labels(plan.rollback[0]) == ["stop the program", "remove current"]
 
 
@@ -64,7 +67,16 @@ def test_steady_state_plan_skips_what_the_host_holds():
     assert "upload release artifact dddddddddddd" not in prepare
     assert "upload the deps bundle (wheels)" not in prepare
     assert "build the venv from the shipped wheels (offline)" not in prepare
-    assert labels(plan.rollback[0])[0] == "switch current back to r1"
+    assert "reload supervisord's config" in prepare  # the running config is unknown
+    conf = next(f.text for f in ctx.files if f.dest == ".fabship/supervisord.conf")
+    same = parse_facts(f"current=/srv/hello/releases/r1\nreleases=r0 r1\nsupervisor_conf="
+                       f"{hashlib.sha256(conf.encode()).hexdigest()}\n")
+    unchanged = build_host_plan(target.service, ctx, same, (SOURCE, None), RELEASE)
+    assert "reload supervisord's config" not in labels(unchanged.batches[0])
+    assert labels(plan.rollback[0]) == [
+        "switch current back to r1", "reload supervisord's config",
+        "restart through supervisord (started if not running)",
+        "health check: http://127.0.0.1:8080/health names r1"]
     prune = plan.on_success[0].steps[1]
     assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, "r1")
 
@@ -87,7 +99,7 @@ def test_dry_run_plan_shows_conditions():
 def test_systemd_plan_installs_unit_and_restarts():
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    assert [s.argv for s in plan.batches[1].steps][1:] == [
+    assert [s.argv for s in plan.batches[0].steps[15:17]] == [
         ("sh", "-c", 'install -m 0644 "$1" "$2" && systemctl daemon-reload', "fabship",
          "/srv/hello/current/.fabship/fabship-hello.service",
          "/etc/systemd/system/fabship-hello.service"),
@@ -114,6 +126,7 @@ def test_secrets_masked_and_0600():
     assert str(secret) == "********" and "s3cr3t" not in repr(secret)
     plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
     text = "\n".join(plan_lines("h", plan.batches[0], plan, (secret,)))
+    assert "round trip 2: ship, switch, restart, health check" in text
     assert "s3cr3t-value" not in text and "env PW=******** run" in text
     assert "s3cr3t-value" not in json.dumps(json.loads(files["release.json"].text))
 
@@ -137,14 +150,18 @@ def test_batch_script_runs_in_order_and_unpacks_uploads_once():
     batch = probe_batch(LAYOUT, "{}", True)
     script = batch_script(batch)
     assert script.count("|| fail") == 2 and "tar -x" not in script
+    assert script.count("printf 'fabship-step-done %s\\n'") == 2
     mixed = Batch("x", (Run(("mkdir", "-p", "/a b"), "mk"),
                         Upload("/a b/f", "f", mode=0o600, text="x", size=1),
                         Upload("/a b/g", "g", text="y", size=1),
                         Run(("mv", "/a b/f", "/a b/h"), "mv")))
     lines = batch_script(mixed).splitlines()
-    assert lines[-3:] == ["mkdir -p '/a b' || fail 0 $?",
+    assert lines[-6:] == ["mkdir -p '/a b' || fail 0 $?",
+                          "printf 'fabship-step-done %s\\n' 0",
                           "tar -x -p --no-same-owner -C / -f - || fail 1 $?",
-                          "mv '/a b/f' '/a b/h' || fail 3 $?"]
+                          "printf 'fabship-step-done %s\\n' 1 2",
+                          "mv '/a b/f' '/a b/h' || fail 3 $?",
+                          "printf 'fabship-step-done %s\\n' 3"]
     data = upload_tar([s for s in mixed.steps if isinstance(s, Upload)], {})
     assert b"a b/f" in data
     assert to_json(mixed)["steps"][1] == {
