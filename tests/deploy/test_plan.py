@@ -89,7 +89,8 @@ def test_dry_run_plan_shows_conditions():
         "upload release artifact dddddddddddd": "the host holds artifact dddddddddddd",
         "upload the deps bundle (wheels)": f"venvs/{'k' * 16} is complete",
         "keep the artifact": "the host holds artifact dddddddddddd",
-        "build the venv from the shipped wheels (offline)": f"venvs/{'k' * 16} is complete"}
+        "build the venv from the shipped wheels (offline)": f"venvs/{'k' * 16} is complete",
+        "reload supervisord's config": "supervisord.conf is unchanged"}
     probe = probe_batch(ctx.layout, owner_record(RELEASE), False, (SOURCE.name, "k"))
     lines = plan_lines("deploy@10.0.0.5", probe, plan)
     assert all(line.startswith("[deploy@10.0.0.5] ") for line in lines)
