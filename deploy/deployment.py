@@ -10,7 +10,7 @@ from pathlib import Path
 from . import artifact as artifacts
 from .config import SshSettings
 from .context import ReleaseInfo, build_context
-from .errors import ConfigError
+from .errors import ConfigError, FabshipError
 from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
@@ -18,7 +18,7 @@ from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
 from .secrets import read_secrets
-from .session import connect_all, lock_and_probe
+from .session import connect_all, give_back_locks, lock_and_probe
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,10 @@ def prepare(project, target, skip_gates, environ=None):
 
 def dry_run(target, prepared, break_lock, out):
     """Print every host's plan with unknown facts; connect to nothing."""
-    deps = artifacts.Artifact("(built if a host needs it)", b"")
     for ctx in prepared.contexts:
         probe = probe_batch(ctx.layout, owner_record(prepared.release), break_lock,
                             _wanted(prepared, ctx))
-        plan = build_host_plan(target.service, ctx, UNKNOWN, (prepared.source, deps),
+        plan = build_host_plan(target.service, ctx, UNKNOWN, (prepared.source, None),
                                prepared.release)
         for line in plan_lines(ctx.host.address, probe, plan, prepared.secrets):
             out(line)
@@ -126,7 +125,11 @@ def deploy(project, target, options, out=print):
             owner_record(prepared.release), break_lock)
         deps = None
         if not all(f.has_venv for f in facts):
-            deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
+            try:
+                deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
+            except FabshipError:
+                give_back_locks([(ctx.layout, host) for ctx, host in pairs])
+                raise
         jobs = [(host, build_host_plan(target.service, ctx, fact, (prepared.source, deps),
                                        prepared.release), release_id)
                 for (ctx, host), fact in zip(pairs, facts)]

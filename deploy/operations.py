@@ -12,7 +12,7 @@ from .parallel import each
 from .planner import owner_record, reload_step, restart_steps
 from .printer import summary_table
 from .render import environment
-from .session import connect_all, lock_and_probe
+from .session import connect_all, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
 
 
@@ -34,9 +34,12 @@ def rollback_plan(service, where, facts, to, owner_json):
     target_dir = layout.release(goal)
     venv = posixpath.join(target_dir, ".fabship", "venv")
 
+    owner = json.loads(owner_json)
+
     def finish(outcome):
-        record = json.dumps({**json.loads(owner_json), "status": outcome, "host": host.address,
-                             "release": goal, "previous": facts.current})
+        record = json.dumps({"release": goal, "status": outcome, "host": host.address,
+                             "deployer": owner["who"], "origin": owner["where"],
+                             "previous": facts.current, "started": owner["since"]})
         return (Batch("record, unlock", (
             Run(release.append_history(layout, record), f"record '{outcome}' in the history"),
             Run(lock.release(layout.root), "release the lock"))),)
@@ -65,8 +68,7 @@ def rollback(project, target, options, out=print):
             plans = [rollback_plan(target.service, where, fact, options.get("to"), owner)
                      for where, fact in zip(hosts, facts)]
         except DeployError:
-            for (_, layout, _), conn in zip(hosts, conns):
-                conn.run(shlex.join(lock.release(layout.root)))
+            give_back_locks([(layout, conn) for (_, layout, _), conn in zip(hosts, conns)])
             raise
         results = run_plans([(conn, plan, goal) for conn, (plan, goal) in zip(conns, plans)],
                             {}, out, done="rolled back")

@@ -45,10 +45,14 @@ def lock_and_probe(targets, owner, break_lock):
                 f"locked by {describe_owner(holder)}" if holder is not None else
                 f"probe failed: {error or result.output.strip()[-300:]}"))
     if problems:
-        for (layout, host, _), result, _ in results:
-            if result and result.ok:
-                host.run(shlex.join(lock.release(layout.root)))
+        give_back_locks([(layout, host) for (layout, host, _), result, _ in results
+                         if result and result.ok])
         raise DeployError("the deploy lock is held; nothing was changed:\n  " +
                           "\n  ".join(problems) + "\nIf the owner is gone, take the lock "
                           "over with `--break-lock`.")
     return [parse_facts(result.output) for _, result, _ in results]
+
+
+def give_back_locks(pairs):
+    """Release the locks this run took on [(layout, host)], all at once."""
+    each(lambda pair: pair[1].run(shlex.join(lock.release(pair[0].root))), pairs)

@@ -27,10 +27,6 @@ conf="$root/current/.fabship/supervisord.conf"
 exit 0
 """
 
-READ_LOCK = r"""
-cat "$1/.lock/owner.json" 2>/dev/null || true
-"""
-
 
 def acquire(root, owner_json, break_lock):
     """Take the lock or exit 75 printing `locked-by=<owner.json>`."""

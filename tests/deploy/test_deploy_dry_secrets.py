@@ -90,3 +90,18 @@ def test_secret_file_written_0600_and_never_printed(secret_project):
         assert release["secret_files"] == ["db.env"] and "db.env" not in release["templates"]
         assert SECRET not in (root / "deploys.jsonl").read_text()
         assert stat.S_IMODE((root / "current" / "hello.conf").stat().st_mode) == 0o644
+
+
+def test_hosts_flag_targets_exactly_those_hosts(make_project):
+    project = make_project("direct")
+    project.service["root"] = "/srv/direct-hello"
+    project.service["vars"]["port"] = 8123
+    project.write_config({"hello": project.service})
+    project.commit("fixed root")
+    proc = project.fab("--dry", "service", "--hosts", "deploy@127.0.0.1:1,web2:2222", "deploy")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    prefixes = {line.split("]")[0] + "]" for line in proc.stdout.splitlines()
+                if line.startswith("[")}
+    assert prefixes == {"[deploy@127.0.0.1:1]", "[web2:2222]"}
+    assert "/srv/direct-hello/releases/" in proc.stdout
+    assert "| port = 8123" in proc.stdout

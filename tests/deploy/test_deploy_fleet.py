@@ -1,6 +1,7 @@
 """`fab service deploy` and friends against a fleet of real sshd hosts running supervisord."""
 import json
 import re
+import socket
 import time
 
 import pytest
@@ -159,6 +160,7 @@ def test_rollback_and_history(project):
             if line.startswith(project.hosts[0]["host"])]
     assert [row[3] for row in rows][-3:] == ["deployed", "rollback", "rollback"]
     assert rows[-2][2] == previous and rows[-1][2] == current
+    assert rows[-1][4].endswith(f"@{socket.gethostname()}") and "?" not in rows[-1][4]
     assert any(row[3] == "failed" for row in rows)
 
 
