@@ -13,6 +13,8 @@ import time
 from dataclasses import dataclass
 
 from .parallel import each
+from .printer import batch_title, prefixed, step_done, step_failed
+from .secrets import mask
 
 from .steps import Run, Upload
 
@@ -102,20 +104,19 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
     def __init__(self, transport, blobs, out, secrets=()):
         self.transport, self.blobs, self.out, self.secrets = transport, blobs, out, secrets
 
-    def _run(self, batch):
-        address = self.transport.address
-        started = time.monotonic()
-        self.out(f"[{address}] round trip {self.transport.trips + 1}: {batch.label}")
+    def _say(self, *lines):
+        for line in prefixed(self.transport.address, lines):
+            self.out(line)
 
-        def done(index):
-            self.out(f"[{address}]   ok  {batch.steps[index].label} "
-                     f"({time.monotonic() - started:.1f}s)")
-        result = run_batch(self.transport, batch, self.blobs, done)
+    def _run(self, batch):
+        started = time.monotonic()
+        self._say(batch_title(self.transport.trips + 1, batch))
+        result = run_batch(self.transport, batch, self.blobs, lambda index: self._say(
+            step_done(batch.steps[index], time.monotonic() - started)))
         if not result.ok:
-            self.out(f"[{address}]   FAILED  {result.failed_step} (exit {result.code}, "
-                     f"{time.monotonic() - started:.1f}s)")
-            for line in result.output.splitlines()[-15:]:
-                self.out(f"[{address}]   | {line}")
+            self._say(*step_failed(result.failed_step, result.code,
+                                   time.monotonic() - started,
+                                   mask(result.output, self.secrets)))
         return result
 
     def _run_all(self, batches):
@@ -143,7 +144,7 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
         detail = ""
         if failure:
             last = failure.output.strip().splitlines()[-1:] or [""]
-            detail = f"{failure.failed_step}: {last[0]}"
+            detail = mask(f"{failure.failed_step}: {last[0]}", self.secrets)
         return HostOutcome(plan.host, status, release_id, time.monotonic() - started, detail,
                            self.transport.trips)
 

@@ -11,18 +11,17 @@ def _size(n):
     return f"{n} B" if n < 1024 else f"{n / 1024:.1f} KiB"
 
 
-def step_lines(step, secrets=(), show_content=True):
-    """The lines describing one step: what it does, then exactly how.
+def step_title(step):
+    """What a step does, with the fact it waits on in a dry-run."""
+    return step.label + (f"  [skipped when {step.unless}]" if step.unless else "")
 
-    show_content=False (the real run's log) gives the step's label alone.
-    """
-    unless = f"  [skipped when {step.unless}]" if step.unless else ""
-    if not show_content:
-        return [f"  - {step.label}{unless}"]
+
+def step_lines(step, secrets=()):
+    """The dry-run's lines for one step: what it does, then exactly how."""
     if isinstance(step, Run):
-        return [f"  - {step.label}{unless}",
+        return [f"  - {step_title(step)}",
                 f"      $ {mask(shlex.join(step.argv), secrets)}"]
-    lines = [f"  - {step.label}{unless}",
+    lines = [f"  - {step_title(step)}",
              f"      upload {step.path} (mode {step.mode:04o}, "
              f"{_size(step.size) if step.size or step.text is not None else 'built on demand'}"
              f"{', holds secrets' if step.secret else ''})"]
@@ -31,12 +30,28 @@ def step_lines(step, secrets=(), show_content=True):
     return lines
 
 
-def batch_lines(number, batch, secrets=(), show_content=True):
+def batch_title(number, batch):
+    """`round trip N: label` (just the label for conditional batches)."""
+    return f"round trip {number}: {batch.label}" if number else batch.label
+
+
+def batch_lines(number, batch, secrets=()):
     """A numbered round trip and its steps."""
-    lines = [f"round trip {number}: {batch.label}" if number else f"{batch.label}"]
+    lines = [batch_title(number, batch)]
     for step in batch.steps:
-        lines += step_lines(step, secrets, show_content)
+        lines += step_lines(step, secrets)
     return lines
+
+
+def step_done(step, seconds):
+    """The real run's line for a completed step."""
+    return f"  ok  {step_title(step)} ({seconds:.1f}s)"
+
+
+def step_failed(title, code, seconds, output):
+    """The real run's lines for a failed step and the end of its output."""
+    return [f"  FAILED  {title} (exit {code}, {seconds:.1f}s)",
+            *(f"  | {line}" for line in output.splitlines()[-15:])]
 
 
 def prefixed(host, lines):

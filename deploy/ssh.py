@@ -14,7 +14,7 @@ from fabric import Connection
 
 from .errors import DeployError
 
-POLICIES = ("strict", "accept-new")
+DEFAULT_CONNECT_TIMEOUT = 10  # seconds, when Fabric's timeouts.connect is unset
 _PIN_LOCK = threading.Lock()
 
 
@@ -43,7 +43,9 @@ class SshHost:
     def __init__(self, address, config, known_hosts, policy):
         self.address = address
         self.trips = 0
-        self.conn = Connection(address, config=config)
+        timeout = config.timeouts.connect if config is not None else None
+        self.conn = Connection(address, config=config,
+                               connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT)
         client = self.conn.client
         client.load_system_host_keys()
         if Path(known_hosts).exists():

@@ -102,6 +102,10 @@ def test_failing_health_check_rolls_back(project):
 
 
 def test_second_deploy_while_locked_is_refused(project):
+    # A release that takes 4 s to start keeps the first deploy (and its lock) busy
+    # for certain while the second one tries.
+    edit(project, "services/hello/hello/__main__.py", "import sys\n",
+         "import sys\nimport time\n\ntime.sleep(4)\n", "slow start")
     first = project.popen("service", "deploy")
     try:
         deadline = time.monotonic() + 60
@@ -116,6 +120,8 @@ def test_second_deploy_while_locked_is_refused(project):
     assert "the deploy lock is held; nothing was changed" in second.stderr
     assert "locked by " in second.stderr and "deploying " in second.stderr
     assert "Traceback" not in second.stderr
+    git(project.root, "revert", "--no-edit", "HEAD")
+    project.commit("gates for the revert")
 
 
 def test_stale_lock_needs_break_lock(project):
