@@ -1,4 +1,5 @@
 """A fleet of real OpenSSH servers on loopback, one per "host", with throwaway keys."""
+import getpass
 import os
 import random
 import shutil
@@ -86,7 +87,7 @@ class SshServer:
     @property
     def address(self):
         """user@127.0.0.1:port as fabship's config takes it."""
-        return f"{os.environ.get('USER') or 'root'}@127.0.0.1:{self.port}"
+        return f"{getpass.getuser()}@127.0.0.1:{self.port}"
 
     def known_hosts_line(self):
         """The known_hosts entry for this server's key."""
