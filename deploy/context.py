@@ -12,7 +12,7 @@ from .commands import health, systemd
 from .errors import ConfigError
 from .layout import Layout
 from .render import render_file, render_string
-from .secrets import holds_secret
+from .secrets import MASK, holds_secret
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,13 @@ class ReleaseInfo:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True)
 class RenderedFile:
-    """A file written into the release."""
+    """A file written into the release; `shown` is the same render with secrets masked."""
 
     dest: str  # relative to the release directory
     text: str
     mode: int
     secret: bool
+    shown: str
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,34 @@ class HostContext:  # pylint: disable=too-many-instance-attributes
     variables: dict
 
 
-def _file(spec_dest, text, mode, secrets):
-    secret = holds_secret(text, secrets)
-    return RenderedFile(spec_dest, text, 0o600 if secret else (mode or 0o644), secret)
+class Renderer:  # pylint: disable=too-few-public-methods
+    """Renders every file twice: with the secrets, and with them masked.
+
+    The masked render is what plans and logs show; a file whose two renders differ
+    holds a secret (whatever filters the template applied to it) and gets mode 0600.
+    """
+
+    def __init__(self, env, variables, secrets):
+        self.env, self.secrets = env, secrets
+        self.real = {**variables, **{s.name: s.value for s in secrets}}
+        self.masked = {**variables, **{s.name: MASK for s in secrets}}
+
+    def render(self, source, what, inline=False, extra=None):
+        """(real, masked) renders; `extra` maps a name to its (real, masked) values."""
+        render = render_string if inline else render_file
+        extra = extra or {}
+        real = render(self.env, source, {**self.real, **{k: v[0] for k, v in extra.items()}},
+                      what)
+        if not self.secrets:
+            return real, real
+        return real, render(self.env, source,
+                            {**self.masked, **{k: v[1] for k, v in extra.items()}}, what)
+
+    def file(self, dest, source, mode, what, extra=None):
+        """A RenderedFile from templates/<source>."""
+        real, masked = self.render(source, what, extra=extra)
+        secret = real != masked or holds_secret(real, self.secrets)
+        return RenderedFile(dest, real, 0o600 if secret else (mode or 0o644), secret, masked)
 
 
 def _release_json(ctx_vars, files, release, digest, deps_key):
@@ -85,30 +111,34 @@ def host_basics(env, target, host, extra=None):
     return variables, Layout(root), health.url(service.health.host, port, service.health.path)
 
 
+def _release_files(renderer, service):
+    """The service's templates, the launcher, and the manager's config, rendered."""
+    where = f"services.{service.name}"
+    files = [renderer.file(t.dest, t.src, t.mode, f"{where}.templates[{i}]")
+             for i, t in enumerate(service.templates)]
+    run_command = renderer.render(service.run, f"{where}.run", inline=True)
+    files.append(renderer.file(".fabship/run", "fabship/run.sh.j2", 0o755, f"{where}.run",
+                               {"run_command": run_command}))
+    if service.manager == "supervisor":
+        files.append(renderer.file(".fabship/supervisord.conf",
+                                   "supervisor/supervisord.conf.j2", 0o644, f"{where}.manager"))
+    else:
+        unit = PurePosixPath(systemd.unit_path(service.name)).name
+        files.append(renderer.file(f".fabship/{unit}", "systemd/service.j2", 0o644,
+                                   f"{where}.manager"))
+    return files
+
+
 def build_context(env, target, host, release, shipped):
     """The HostContext of one host; shipped = (artifact digest, deps key, secrets)."""
     digest, deps_key, secrets = shipped
     service = target.service
-    where = f"services.{service.name}"
     variables, layout, health_url = host_basics(
         env, target, host, {"commit": release.commit, "release_id": release.release_id})
     variables.update(release_dir=layout.release(release.release_id),
                      venv=layout.venv(deps_key))
-    variables.update({secret.name: secret.value for secret in secrets})
-    files = [_file(t.dest, render_file(env, t.src, variables, f"{where}.templates[{i}]"),
-                   t.mode, secrets) for i, t in enumerate(service.templates)]
-    run_command = render_string(env, service.run, variables, f"{where}.run")
-    files.append(_file(".fabship/run", render_file(
-        env, "fabship/run.sh.j2", {**variables, "run_command": run_command},
-        f"{where}.run"), 0o755, secrets))
-    if service.manager == "supervisor":
-        files.append(_file(".fabship/supervisord.conf", render_file(
-            env, "supervisor/supervisord.conf.j2", variables, f"{where}.manager"), 0o644, ()))
-    else:
-        files.append(_file(f".fabship/{PurePosixPath(systemd.unit_path(service.name)).name}",
-                           render_file(env, "systemd/service.j2", variables,
-                                       f"{where}.manager"), 0o644, ()))
-    files.append(RenderedFile("release.json", _release_json(variables, files, release, digest,
-                                                            deps_key), 0o644, False))
+    files = _release_files(Renderer(env, variables, secrets), service)
+    info = _release_json(variables, files, release, digest, deps_key)
+    files.append(RenderedFile("release.json", info, 0o644, False, info))
     return HostContext(host, layout, variables["release_dir"], variables["venv"], tuple(files),
                        health_url, variables)

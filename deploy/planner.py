@@ -87,7 +87,7 @@ def prepare_steps(service, ctx, facts, shipped):
         _when(Upload(bundle, "upload the deps bundle (wheels)", blob="deps",
                      size=len(deps.data) if deps else 0), facts, facts.has_venv, has_venv),
         *(Upload(posixpath.join(staging, f.dest), f"write {f.dest}", mode=f.mode,
-                 text=f.text, size=len(f.text.encode()), secret=f.secret)
+                 text=f.text, size=len(f.text.encode()), secret=f.secret, shown=f.shown)
           for f in ctx.files),
         _when(Run(release.keep_upload(artifact + ".part", artifact), "keep the artifact"),
               facts, facts.has_artifact, has_artifact),

@@ -26,7 +26,8 @@ def step_lines(step, secrets=()):
              f"{_size(step.size) if step.size or step.text is not None else 'built on demand'}"
              f"{', holds secrets' if step.secret else ''})"]
     if step.text is not None:
-        lines += [CONTENT_INDENT + line for line in mask(step.text, secrets).splitlines()]
+        shown = step.shown if step.shown is not None else step.text
+        lines += [CONTENT_INDENT + line for line in mask(shown, secrets).splitlines()]
     return lines
 
 

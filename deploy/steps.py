@@ -25,7 +25,8 @@ class Upload:  # pylint: disable=too-many-instance-attributes
     text: str | None = None
     blob: str | None = None  # name of a built artifact, looked up by the executor
     size: int = 0
-    secret: bool = False  # the text holds a secret: printed masked, mode 0600
+    secret: bool = False  # the text holds a secret: mode 0600
+    shown: str | None = None  # the text as plans and logs show it (secrets masked)
     unless: str | None = None
 
 
@@ -50,10 +51,15 @@ class HostPlan:
 
 
 def to_json(obj):
-    """A plan (or any step) as JSON-ready dicts, with the step type named."""
+    """A plan (or any step) as JSON-ready dicts, with the step type named.
+
+    An upload's text is given as shown (secrets masked), never as written.
+    """
     if isinstance(obj, (list, tuple)):
         return [to_json(item) for item in obj]
     if hasattr(obj, "__dataclass_fields__"):
         data = {f.name: to_json(getattr(obj, f.name)) for f in fields(obj)}
+        if data.get("shown") is not None:
+            data["text"] = data.pop("shown")
         return {"type": type(obj).__name__, **data}
     return obj

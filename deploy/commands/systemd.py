@@ -7,8 +7,11 @@ def unit_path(name):
 
 
 def install_unit(staged_unit, name):
-    """Copy the release's rendered unit into place and reload systemd."""
-    return ("sh", "-c", 'install -m 0644 "$1" "$2" && systemctl daemon-reload', "fabship",
+    """Copy the release's rendered unit into place and reload systemd.
+
+    Mode 0600: a unit may hold secrets (Environment=...), and only systemd reads it.
+    """
+    return ("sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
             staged_unit, unit_path(name))
 
 

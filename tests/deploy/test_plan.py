@@ -101,7 +101,7 @@ def test_systemd_plan_installs_unit_and_restarts():
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
     assert [s.argv for s in plan.batches[0].steps[15:17]] == [
-        ("sh", "-c", 'install -m 0644 "$1" "$2" && systemctl daemon-reload', "fabship",
+        ("sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
          "/srv/hello/current/.fabship/fabship-hello.service",
          "/etc/systemd/system/fabship-hello.service"),
         ("systemctl", "restart", "fabship-hello.service")]
@@ -167,7 +167,7 @@ def test_batch_script_runs_in_order_and_unpacks_uploads_once():
     assert b"a b/f" in data
     assert to_json(mixed)["steps"][1] == {
         "type": "Upload", "path": "/a b/f", "label": "f", "mode": 0o600, "text": "x",
-        "blob": None, "size": 1, "secret": False, "unless": None}
+        "blob": None, "size": 1, "secret": False, "shown": None, "unless": None}
 
 
 def test_facts_and_lock_owner_parsing():
@@ -187,3 +187,16 @@ def test_facts_and_lock_owner_parsing():
 def test_summary_table():
     assert summary_table([("h1", "ok", "3")], ("host", "result", "n")).splitlines() == [
         "host  result  n", "----  ------  -", "h1    ok      3"]
+
+
+def test_secret_seen_through_a_filter_is_still_secret():
+    secret = Secret("DB_PASSWORD", "it's a s3cret")
+    target, (ctx, _) = contexts(secrets=(secret,),
+                                run="env PW={{ DB_PASSWORD | shell_quote }} run")
+    launcher = next(f for f in ctx.files if f.dest == ".fabship/run")
+    assert "it's a s3cret" not in launcher.text  # quoted: no literal match
+    assert launcher.secret and launcher.mode == 0o600
+    plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
+    text = "\n".join(plan_lines("h", plan.batches[0], plan, (secret,)))
+    assert "s3cret" not in text and "env PW='********' run" in text
+    assert "s3cret" not in json.dumps(to_json(plan))
