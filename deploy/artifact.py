@@ -9,6 +9,7 @@ route to the internet.
 import gzip
 import hashlib
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -62,8 +63,11 @@ def build_source(source):
     source = Path(source)
     if not source.is_dir():
         raise ConfigError(f"source directory {str(source)!r} does not exist")
-    entries = [(rel, path.read_bytes(), 0o755 if path.stat().st_mode & 0o100 else 0o644)
-               for path, rel in _files(source)]
+    try:
+        entries = [(rel, path.read_bytes(), 0o755 if path.stat().st_mode & 0o100 else 0o644)
+                   for path, rel in _files(source)]
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename} for the release: {exc.strerror}") from exc
     data = deterministic_tar(entries)
     return Artifact(hashlib.sha256(data).hexdigest(), data)
 
@@ -99,5 +103,7 @@ def build_deps(specs, cache_dir, log=print):
         raise DeployError(f"pip wheel failed for the requirements:\n{proc.stderr.strip()}")
     entries = [(path.name, path.read_bytes(), 0o644) for path in sorted(wheels.iterdir())]
     data = deterministic_tar(entries)
-    bundle.write_bytes(data)
+    partial = bundle.with_suffix(".part")
+    partial.write_bytes(data)
+    os.replace(partial, bundle)  # a killed build never leaves a truncated bundle behind
     return Artifact(hashlib.sha256(data).hexdigest(), data)

@@ -172,7 +172,8 @@ def parse_health(reader, raw, path):
     if isinstance(port, bool) or not isinstance(port, (int, str)):
         reader.fail(f"{path}.port", "a port number or template", port)
     return Health(
-        path=reader.text(raw.get("path", "/health"), f"{path}.path"),
+        path=reader.text(raw.get("path", "/health"), f"{path}.path", re.compile(r"^/\S*$"),
+                         "a URL path starting with /"),
         port=str(port),
         host=reader.text(raw.get("host", "127.0.0.1"), f"{path}.host"),
         timeout=reader.number(raw.get("timeout", 30), f"{path}.timeout", 1),

@@ -5,6 +5,7 @@ environment, release_id, release_dir, root, venv, commit) < secrets (by env var 
 """
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -13,6 +14,9 @@ from .errors import ConfigError
 from .layout import Layout
 from .render import render_file, render_string
 from .secrets import MASK, holds_secret
+
+
+SAFE_ROOT = re.compile(r"^/[A-Za-z0-9._/-]+$")
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,9 @@ def host_basics(env, target, host, extra=None):
     variables = {**target.vars, **host.vars, "host": host.hostname, "service": service.name,
                  "environment": target.environment or "", **(extra or {})}
     root = render_string(env, service.root, variables, f"{where}.root")
-    if not PurePosixPath(root).is_absolute():
-        raise ConfigError(f"{where}.root: expected an absolute path, got {root!r}")
+    if not SAFE_ROOT.match(root) or ".." in root.split("/"):
+        raise ConfigError(f"{where}.root: expected an absolute path of letters, digits and "
+                          f"._/- (it goes into process manager configs), got {root!r}")
     port = render_string(env, service.health.port, variables, f"{where}.health.port")
     if not port.isdigit():
         raise ConfigError(f"{where}.health.port: expected a port number, got {port!r}")

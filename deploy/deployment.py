@@ -10,7 +10,7 @@ from pathlib import Path
 from . import artifact as artifacts
 from .config import SshSettings
 from .context import ReleaseInfo, build_context
-from .errors import ConfigError, FabshipError
+from .errors import ConfigError
 from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
@@ -68,9 +68,10 @@ def read_requirements(project, service):
     path = project.root / service.requirements
     try:
         return path.read_text(encoding="utf-8")
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ConfigError(f"{project.source}: services.{service.name}.requirements: cannot "
-                          f"read {path}: {exc.strerror}") from exc
+                          f"read {path}: {reason}") from exc
 
 
 def prepare(project, target, skip_gates, environ=None):
@@ -127,8 +128,9 @@ def deploy(project, target, options, out=print):
         if not all(f.has_venv for f in facts):
             try:
                 deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
-            except FabshipError:
-                give_back_locks([(ctx.layout, host) for ctx, host in pairs])
+            except BaseException:  # even Ctrl-C: never leave the hosts locked
+                give_back_locks([(ctx.layout, host) for ctx, host in pairs],
+                                owner_record(prepared.release))
                 raise
         jobs = [(host, build_host_plan(target.service, ctx, fact, (prepared.source, deps),
                                        prepared.release), release_id)

@@ -143,8 +143,8 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
         self._run_all(finish)
         detail = ""
         if failure:
-            last = failure.output.strip().splitlines()[-1:] or [""]
-            detail = mask(f"{failure.failed_step}: {last[0]}", self.secrets)
+            last = mask(failure.output, self.secrets).strip().splitlines()[-1:] or [""]
+            detail = f"{failure.failed_step}: {last[0]}"
         return HostOutcome(plan.host, status, release_id, time.monotonic() - started, detail,
                            self.transport.trips)
 

@@ -10,14 +10,18 @@ class Facts:
     known: bool = True
     current: str | None = None  # release id `current` points to
     releases: tuple[str, ...] = ()
+    served: tuple[str, ...] = ()  # releases that passed their health check once
     has_artifact: bool = False
     has_venv: bool = False
     supervisor_conf: str | None = None  # sha256 of the running release's supervisord.conf
 
     @property
     def previous(self):
-        """The release before `current`, by id order, if any."""
-        older = [r for r in self.releases if self.current and r < self.current]
+        """The newest release before `current` that once served healthily, if any.
+
+        Failed releases and ones a killed deploy left unserved are never rollback targets.
+        """
+        older = [r for r in self.served if self.current and r < self.current]
         return older[-1] if older else None
 
 
@@ -35,6 +39,7 @@ def parse_facts(text):
     return Facts(
         current=current,
         releases=tuple(sorted(values.get("releases", "").split())),
+        served=tuple(sorted(values.get("served", "").split())),
         has_artifact=values.get("artifact") == "yes",
         has_venv=values.get("venv") == "yes",
         supervisor_conf=values.get("supervisor_conf") or None,

@@ -43,6 +43,8 @@ def check_gates(root, skip):
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DeployError(f"no readable gate record at {path} ({exc}); {hint}") from exc
+    if not isinstance(record, dict) or not isinstance(record.get("gates", {}), dict):
+        raise DeployError(f"{path} is not a gate record written by `python -m ci`; {hint}")
     if record.get("commit") != commit:
         raise DeployError(f"the gate record {path} is for commit "
                           f"{str(record.get('commit'))[:12]}, not HEAD {commit[:12]}; {hint}")

@@ -42,7 +42,7 @@ def rollback_plan(service, where, facts, to, owner_json):
                              "previous": facts.current, "started": owner["since"]})
         return (Batch("record, unlock", (
             Run(release.append_history(layout, record), f"record '{outcome}' in the history"),
-            Run(lock.release(layout.root), "release the lock"))),)
+            Run(lock.release(layout.root, owner_json), "release the lock"))),)
     batches = (Batch(f"switch to {goal}, restart, health check", (
         Run(release.switch(layout, target_dir), "switch current (rename)"),
         *restart_steps(service, layout, venv, reload_step(layout, venv)),
@@ -68,7 +68,8 @@ def rollback(project, target, options, out=print):
             plans = [rollback_plan(target.service, where, fact, options.get("to"), owner)
                      for where, fact in zip(hosts, facts)]
         except DeployError:
-            give_back_locks([(layout, conn) for (_, layout, _), conn in zip(hosts, conns)])
+            give_back_locks([(layout, conn) for (_, layout, _), conn in zip(hosts, conns)],
+                            owner)
             raise
         results = run_plans([(conn, plan, goal) for conn, (plan, goal) in zip(conns, plans)],
                             {}, out, done="rolled back")
@@ -79,26 +80,34 @@ def rollback(project, target, options, out=print):
 
 
 def _read_all(project, target, command_for):
+    """Run a read-only command on every host: [(host, ok, output or the reason it failed)]."""
     hosts = _hosts(project, target)
     conns = connect_all(project, [host.address for host, _, _ in hosts])
     try:
-        results = each(lambda pair: pair[1].run(shlex.join(command_for(*pair[0]))),
+        results = each(lambda pair: pair[1].run(shlex.join(command_for(*pair[0][1:]))),
                        list(zip(hosts, conns)))
-        return hosts, [result[1] if result and result[0] == 0 else None
-                       for _, result, _ in results]
     finally:
         for conn in conns:
             conn.close()
+    rows = []
+    for (host, _, _), (_, result, error) in zip(hosts, results):
+        if error or result[0]:
+            reason = str(error) if error else (result[1].strip().splitlines() or ["?"])[-1]
+            rows.append((host, False, reason))
+        else:
+            rows.append((host, True, result[1]))
+    return rows
 
 
 def status(project, target, options, out=print):
-    """Per host: current release, commit, health, lock holder."""
+    """Per host: current release, commit, health, lock holder; exit 1 unless all healthy."""
     del options
-    hosts, outputs = _read_all(project, target,
-                               lambda host, layout, url: status_cmd.command(layout, url))
     rows = []
-    for (host, _, _), text in zip(hosts, outputs):
-        info = status_cmd.parse(text or "")
+    for host, ok, text in _read_all(project, target, status_cmd.command):
+        if not ok:
+            rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))
+            continue
+        info = status_cmd.parse(text)
         rows.append((host.address, info["release"], info["commit"], info["health"],
                      info["lock"]))
     out(summary_table(rows, ("host", "current release", "commit", "health", "lock")))
@@ -106,19 +115,22 @@ def status(project, target, options, out=print):
 
 
 def history(project, target, options, out=print):
-    """The deploy log of every host, oldest first."""
+    """The deploy log of every host, oldest first; exit 1 if a host could not be read."""
     limit = int(options.get("limit") or 20)
-    hosts, outputs = _read_all(project, target,
-                               lambda host, layout, url: status_cmd.history(layout, limit))
-    rows = []
-    for (host, _, _), text in zip(hosts, outputs):
-        for entry in status_cmd.parse_history(text or ""):
+    rows, failed = [], False
+    for host, ok, text in _read_all(project, target,
+                                    lambda layout, url: status_cmd.history(layout, limit)):
+        if not ok:
+            failed = True
+            rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))
+            continue
+        for entry in status_cmd.parse_history(text):
             rows.append((host.address, entry.get("finished", "?"), entry.get("release", "?"),
                          entry.get("status", "?"), f"{entry.get('deployer', '?')}@"
                          f"{entry.get('origin', '?')}"
                          + (" (gates skipped)" if entry.get("skip_gates") else "")))
-    if not rows:
+    if rows:
+        out(summary_table(rows, ("host", "finished", "release", "status", "by")))
+    else:
         out("no deploys recorded yet")
-        return 0
-    out(summary_table(rows, ("host", "finished", "release", "status", "by")))
-    return 0
+    return 1 if failed else 0

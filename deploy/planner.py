@@ -126,11 +126,11 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     )),)
     if previous:
         back = ctx.layout.release(previous)
+        back_venv = posixpath.join(back, ".fabship", "venv")
         rollback = (Batch(f"roll back to {previous}", (
             Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
-            *restart_steps(service, ctx.layout, ctx.venv, reload_step(ctx.layout, ctx.venv)),
-            Run(health.check(posixpath.join(back, ".fabship", "venv"), ctx.health_url,
-                             previous, service.health.timeout),
+            *restart_steps(service, ctx.layout, back_venv, reload_step(ctx.layout, back_venv)),
+            Run(health.check(back_venv, ctx.health_url, previous, service.health.timeout),
                 f"health check: {ctx.health_url} names {previous}"))),)
     else:
         rollback = (Batch("stop the failed first release",
@@ -141,14 +141,15 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
                           "pointed to, restart it and check it", ()),)
     protected = tuple(r for r in (release_id, previous) if r)
     on_success = (Batch("record, prune, unlock", (
+        Run(release.mark_served(ctx.release_dir), "mark the release as served"),
         _history(ctx, release_info, "deployed", previous),
         Run(release.prune(ctx.layout.releases, service.keep_releases, protected),
             f"prune releases to the newest {service.keep_releases}"),
         Run(release.prune(ctx.layout.artifacts, service.keep_releases,
                           (shipped[0].name,), order="time"), "prune old artifacts"),
-        Run(lock.release(ctx.layout.root), "release the lock"))),)
+        Run(lock.release(ctx.layout.root, owner_record(release_info)), "release the lock"))),)
     on_failure = (Batch("record the failure, unlock", (
         _history(ctx, release_info, "failed", previous),
-        Run(lock.release(ctx.layout.root), "release the lock"))),)
+        Run(lock.release(ctx.layout.root, owner_record(release_info)), "release the lock"))),)
     return HostPlan(ctx.host.address, batches, (0, len(prepare)), rollback, on_success,
                     on_failure)

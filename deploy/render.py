@@ -31,17 +31,21 @@ def _explain(exc, what):
     return f"{what}: {exc.message}" if getattr(exc, "message", None) else f"{what}: {exc}"
 
 
-def render_string(env, text, variables, what):
-    """Render an inline template (a config value such as `run`)."""
+def _render(load, variables, what):
     try:
-        return env.from_string(text).render(variables)
+        return load().render(variables)
     except jinja2.TemplateError as exc:
         raise ConfigError(_explain(exc, what)) from exc
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        # An expression failed (`{{ port + 'x' }}`): name the error, not the values.
+        raise ConfigError(f"{what}: template expression failed: {type(exc).__name__}") from exc
+
+
+def render_string(env, text, variables, what):
+    """Render an inline template (a config value such as `run`)."""
+    return _render(lambda: env.from_string(text), variables, what)
 
 
 def render_file(env, name, variables, what):
     """Render templates/<name>."""
-    try:
-        return env.get_template(name).render(variables)
-    except jinja2.TemplateError as exc:
-        raise ConfigError(_explain(exc, what)) from exc
+    return _render(lambda: env.get_template(name), variables, what)

@@ -46,13 +46,13 @@ def lock_and_probe(targets, owner, break_lock):
                 f"probe failed: {error or result.output.strip()[-300:]}"))
     if problems:
         give_back_locks([(layout, host) for (layout, host, _), result, _ in results
-                         if result and result.ok])
+                         if result and result.ok], owner)
         raise DeployError("the deploy lock is held; nothing was changed:\n  " +
                           "\n  ".join(problems) + "\nIf the owner is gone, take the lock "
                           "over with `--break-lock`.")
     return [parse_facts(result.output) for _, result, _ in results]
 
 
-def give_back_locks(pairs):
-    """Release the locks this run took on [(layout, host)], all at once."""
-    each(lambda pair: pair[1].run(shlex.join(lock.release(pair[0].root))), pairs)
+def give_back_locks(pairs, owner):
+    """Release the locks this run (owner) took on [(layout, host)], all at once."""
+    each(lambda pair: pair[1].run(shlex.join(lock.release(pair[0].root, owner))), pairs)

@@ -32,6 +32,15 @@ class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # pylint: disable=too-few
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
+def _check_host_keys(client, known_hosts, policy):
+    """Known hosts from ~/.ssh and the project file; unknown keys refused or pinned."""
+    client.load_system_host_keys()
+    if Path(known_hosts).exists():
+        client.get_host_keys().load(str(known_hosts))
+    client.set_missing_host_key_policy(
+        AcceptNewPolicy(known_hosts) if policy == "accept-new" else paramiko.RejectPolicy())
+
+
 def fingerprint(key):
     """SHA256 fingerprint as OpenSSH prints it."""
     return key.fingerprint if hasattr(key, "fingerprint") else key.get_name()
@@ -46,13 +55,11 @@ class SshHost:
         timeout = config.timeouts.connect if config is not None else None
         self.conn = Connection(address, config=config,
                                connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT)
-        client = self.conn.client
-        client.load_system_host_keys()
-        if Path(known_hosts).exists():
-            client.get_host_keys().load(str(known_hosts))
-        client.set_missing_host_key_policy(
-            AcceptNewPolicy(known_hosts) if policy == "accept-new" else paramiko.RejectPolicy())
         self.known_hosts = known_hosts
+        hop = self.conn
+        while isinstance(hop, Connection):  # the host and every jump host (ProxyJump)
+            _check_host_keys(hop.client, known_hosts, policy)
+            hop = hop.gateway
 
     def open(self):
         """Connect and authenticate; raise DeployError with a one-line reason."""

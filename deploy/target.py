@@ -40,6 +40,8 @@ def select(services, name=None, env=None, hosts=None):
             parsed = tuple(parse_host(h) for h in hosts.split(",") if h.strip())
         except ValueError as exc:
             raise ConfigError(f"--hosts: {exc}") from exc
+        if not parsed:
+            raise ConfigError(f"--hosts: no host in {hosts!r}; expected user@addr[:port],...")
         return Target(service, None, parsed, service.vars)
     if not service.environments and env is None:
         raise ConfigError(f"service {service.name!r} declares no environments: "

@@ -20,6 +20,8 @@ PROBE = r"""
 root=$1 artifact=$2 venv=$3
 printf 'current=%s\n' "$(readlink "$root/current" 2>/dev/null)"
 printf 'releases=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 | grep -v '^\.' | tr '\n' ' ')"
+printf 'served=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 */.fabship/served 2>/dev/null \
+  | cut -d/ -f1 | tr '\n' ' ')"
 [ -f "$root/artifacts/$artifact" ] && echo artifact=yes
 [ -f "$root/venvs/$venv/.complete" ] && echo venv=yes
 conf="$root/current/.fabship/supervisord.conf"
@@ -38,6 +40,12 @@ def probe(root, artifact_name, venv_key):
     return script(PROBE, root, artifact_name, venv_key)
 
 
-def release(root):
-    """Give the lock back."""
-    return ("rm", "-rf", "--", f"{root}/.lock")
+RELEASE = r"""
+root=$1 owner=$2
+if [ "$(cat "$root/.lock/owner.json" 2>/dev/null)" = "$owner" ]; then rm -rf "$root/.lock"; fi
+"""
+
+
+def release(root, owner_json):
+    """Give the lock back, only if it is still ours (--break-lock may have taken it over)."""
+    return script(RELEASE, root, owner_json)

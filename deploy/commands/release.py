@@ -16,7 +16,7 @@ touch "$venv/.complete"
 
 SWITCH = r"""
 root=$1 target=$2
-ln -s "$target" "$root/.current.tmp.$$"
+ln -sfn "$target" "$root/.current.tmp.$$"
 mv -T "$root/.current.tmp.$$" "$root/current"
 """
 
@@ -79,6 +79,11 @@ def publish(staging, release_dir):
 def switch(layout, release_dir):
     """Point `current` at release_dir with rename(2): a temp symlink, then mv -T."""
     return script(SWITCH, layout.root, release_dir)
+
+
+def mark_served(release_dir):
+    """Mark a release that passed its health check: only those are rollback targets."""
+    return ("touch", posixpath.join(release_dir, ".fabship", "served"))
 
 
 def append_history(layout, record_json):

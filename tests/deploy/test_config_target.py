@@ -95,3 +95,10 @@ def test_select_errors():
     two_envs = {**RAW["hello"]["environments"], "prod": {"hosts": ["p1"]}}
     with pytest.raises(ConfigError, match=r"2 environments declared \(prod, staging\)"):
         select(services(environments=two_envs))
+
+
+def test_more_bad_values():
+    with pytest.raises(ConfigError, match="health.path: expected a URL path starting with /"):
+        services(health={"path": "health"})
+    with pytest.raises(ConfigError, match="--hosts: no host in ','"):
+        select(services(), hosts=",")

@@ -149,9 +149,9 @@ def test_status_shows_the_truth(project):
 
 def test_rollback_and_history(project):
     current = project.current(0)
-    releases = sorted(p.name for p in (project.host_root(0) / "releases").iterdir()
-                      if not p.name.startswith("."))
-    previous = releases[releases.index(current) - 1]
+    served = sorted(p.parent.parent.name for p in
+                    (project.host_root(0) / "releases").glob("*/.fabship/served"))
+    previous = served[served.index(current) - 1]
     proc = project.fab("service", "rollback")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for index in range(3):
@@ -186,3 +186,20 @@ def test_rollback_to_unknown_release_changes_nothing(project):
     assert "release '20200101T000000.000Z-nothere' is not on the host" in proc.stderr
     assert project.current(0) == current
     assert not (project.host_root(0) / ".lock").exists()
+
+
+def test_rollback_skips_a_release_that_never_served(project):
+    good = project.current(0)
+    edit(project, "services/hello/hello/app.py",
+         'self.write({"status": "ok", **self.settings["release_info"]})',
+         'self.set_status(500)', "break health again")
+    failed = project.fab("service", "deploy")
+    assert failed.returncode == 1
+    git(project.root, "revert", "--no-edit", "HEAD")
+    project.commit("gates for the second revert")
+    newest, _ = deploy_ok(project)
+    proc = project.fab("service", "rollback")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for index in range(3):
+        assert project.current(index) == good != newest
+        assert project.health(index)["release"] == good

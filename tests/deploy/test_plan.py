@@ -3,8 +3,11 @@ import hashlib
 import json
 import subprocess
 
+import pytest
+
 from deploy.artifact import Artifact
 from deploy.commands import lock, release, supervisor
+from deploy.errors import ConfigError
 from deploy.executor import batch_script, upload_tar
 from deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
 from deploy.layout import Layout
@@ -77,7 +80,7 @@ def test_steady_state_plan_skips_what_the_host_holds():
         "switch current back to r1", "reload supervisord's config",
         "restart through supervisord (started if not running)",
         "health check: http://127.0.0.1:8080/health names r1"]
-    prune = plan.on_success[0].steps[1]
+    prune = plan.on_success[0].steps[2]
     assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, "r1")
 
 
@@ -140,8 +143,10 @@ def test_command_builders_quote_everything():
     assert switch[:2] == ("sh", "-c") and switch[3:] == (
         "fabship", "/srv/it's here", "/srv/it's here/releases/r1")
     assert 'mv -T "$root/.current.tmp.$$" "$root/current"' in switch[2]
-    assert "ln -sfn" not in switch[2]
-    assert lock.release("/srv/hello") == ("rm", "-rf", "--", "/srv/hello/.lock")
+    assert [line for line in switch[2].splitlines() if '"$root/current"' in line] == [
+        'mv -T "$root/.current.tmp.$$" "$root/current"']  # rename(2), never ln over current
+    assert lock.release("/srv/hello", '{"who": "me"}')[3:] == (
+        "fabship", "/srv/hello", '{"who": "me"}')
     assert supervisor.restart(LAYOUT, "/v", "hello")[3:] == (
         "fabship", "/v/bin/python", "/srv/hello/current/.fabship/supervisord.conf",
         "/srv/hello/supervisord.pid", "hello")
@@ -173,8 +178,8 @@ def test_batch_script_runs_in_order_and_unpacks_uploads_once():
 def test_facts_and_lock_owner_parsing():
     facts = parse_facts("current=\nreleases=\n")
     assert facts.current is None and facts.previous is None and not facts.has_artifact
-    facts = parse_facts("current=/r/releases/b\nreleases=a b c\n")
-    assert facts.previous == "a"
+    facts = parse_facts("current=/r/releases/c\nreleases=a b c\nserved=a c \n")
+    assert facts.previous == "a"  # b never served: not a rollback target
     owner = parse_lock_owner('locked-by={"who": "bob", "where": "ci", "pid": 7, '
                              '"since": "2026-01-01T00:00:00Z", "release": "r9"}\n')
     assert describe_owner(owner) == "bob@ci (pid 7) since 2026-01-01T00:00:00Z, deploying r9"
@@ -200,3 +205,19 @@ def test_secret_seen_through_a_filter_is_still_secret():
     text = "\n".join(plan_lines("h", plan.batches[0], plan, (secret,)))
     assert "s3cret" not in text and "env PW='********' run" in text
     assert "s3cret" not in json.dumps(to_json(plan))
+
+
+@pytest.mark.parametrize("root", ["/srv/my app", "/srv/%(here)s", "/srv/../etc", "srv/x",
+                                  "/srv/a\nb"])
+def test_unsafe_roots_are_config_errors(root):
+    with pytest.raises(ConfigError, match=r"services.hello.root: expected an absolute path"):
+        contexts(root=root)
+
+
+@pytest.mark.parametrize("template, error", [
+    ("{{ port + 'x' }}", "template expression failed: TypeError"),
+    ("{{ 1 / 0 }}", "template expression failed: ZeroDivisionError"),
+])
+def test_failing_template_expressions_are_config_errors(template, error):
+    with pytest.raises(ConfigError, match=f"services.hello.run: {error}"):
+        contexts(run=template)
