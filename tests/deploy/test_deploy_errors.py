@@ -191,3 +191,17 @@ def test_skip_gates_ships_and_records_it(deployed):
     assert last["skip_gates"] is True and last["status"] == "deployed"
     history = deployed.fab("service", "history")
     assert "(gates skipped)" in history.stdout
+
+
+def test_runtime_config_file_layers_over_fabric_yaml_and_is_named(deployed):
+    runtime = deployed.root / "override.yaml"
+    runtime.write_text("services:\n  hello:\n    keep_releases: many\n")
+    before = deployed.snapshot()
+    proc = deployed.fab("-f", str(runtime), "service", "deploy")
+    assert_refused(deployed, proc, 2, f"{runtime}: services.hello.keep_releases: expected a "
+                                      "whole number >= 2, got 'many'")
+    runtime.write_text("services:\n  hello:\n    vars: {greeting: layered}\n")
+    proc = deployed.fab("-f", str(runtime), "--dry", "service", "deploy", "--skip-gates")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "| greeting = layered" in proc.stdout
+    assert deployed.snapshot() == before
