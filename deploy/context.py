@@ -54,7 +54,6 @@ class HostContext:  # pylint: disable=too-many-instance-attributes
     venv: str
     files: tuple[RenderedFile, ...]
     health_url: str
-    variables: dict
 
 
 class Renderer:  # pylint: disable=too-few-public-methods
@@ -146,4 +145,4 @@ def build_context(env, target, host, release, shipped):
     info = _release_json(variables, files, release, digest, deps_key)
     files.append(RenderedFile("release.json", info, 0o644, False, info))
     return HostContext(host, layout, variables["release_dir"], variables["venv"], tuple(files),
-                       health_url, variables)
+                       health_url)

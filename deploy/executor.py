@@ -139,12 +139,14 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
                 rollback_failure = self._run_all(plan.rollback)
                 status = "rollback-failed" if rollback_failure else "rolled-back"
             break
-        finish = plan.on_failure if failure else plan.on_success
-        self._run_all(finish)
+        finish_failure = self._run_all(plan.on_failure if failure else plan.on_success)
         detail = ""
         if failure:
             last = mask(failure.output, self.secrets).strip().splitlines()[-1:] or [""]
             detail = f"{failure.failed_step}: {last[0]}"
+        if finish_failure:  # the release stands; say what was left undone (e.g. the lock)
+            detail = f"{detail}; " if detail else ""
+            detail += f"could not finish: {finish_failure.failed_step}"
         return HostOutcome(plan.host, status, release_id, time.monotonic() - started, detail,
                            self.transport.trips)
 
