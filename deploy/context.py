@@ -45,7 +45,7 @@ class RenderedFile:
 
 
 @dataclass(frozen=True)
-class HostContext:  # pylint: disable=too-many-instance-attributes
+class HostContext:
     """One host's paths, rendered files and health URL for this release."""
 
     host: object
