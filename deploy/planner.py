@@ -119,6 +119,8 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     prepare = prepare_steps(service, ctx, facts, shipped)
     batches = (Batch("ship, switch, restart, health check", (
         *prepare,
+        Run(lock.still_ours(ctx.layout.root, owner_record(release_info)),
+            "check the lock is still ours"),
         Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
         *restart_steps(service, ctx.layout, ctx.venv, _reload_when_changed(ctx, facts)),
         Run(health.check(ctx.venv, ctx.health_url, release_id, service.health.timeout),
@@ -151,5 +153,5 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     on_failure = (Batch("record the failure, unlock", (
         _history(ctx, release_info, "failed", previous),
         Run(lock.release(ctx.layout.root, owner_record(release_info)), "release the lock"))),)
-    return HostPlan(ctx.host.address, batches, (0, len(prepare)), rollback, on_success,
+    return HostPlan(ctx.host.address, batches, (0, len(prepare) + 1), rollback, on_success,
                     on_failure)

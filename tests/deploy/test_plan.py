@@ -53,11 +53,12 @@ def test_first_deploy_plan_uploads_everything():
         "write hello.conf", "write .fabship/run", "write .fabship/supervisord.conf",
         "write release.json", "keep the artifact", "unpack the artifact into the release",
         "build the venv from the shipped wheels (offline)", "link the venv", "link shared/",
-        "move the release into place", "switch current (rename)",
+        "move the release into place", "check the lock is still ours",
+        "switch current (rename)",
         "reload supervisord's config", "restart through supervisord (started if not running)",
         f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id}"]
-    assert batch.steps[14].argv == release.switch(LAYOUT, ctx.release_dir)
-    assert plan.rollback_from == (0, 14)
+    assert batch.steps[15].argv == release.switch(LAYOUT, ctx.release_dir)
+    assert plan.rollback_from == (0, 15)  # a failure before the switch needs no rollback
     assert labels(plan.rollback[0]) == ["stop the program", "remove current"]
 
 
@@ -103,7 +104,7 @@ def test_dry_run_plan_shows_conditions():
 def test_systemd_plan_installs_unit_and_restarts():
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    assert [s.argv for s in plan.batches[0].steps[15:17]] == [
+    assert [s.argv for s in plan.batches[0].steps[16:18]] == [
         ("sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
          "/srv/hello/current/.fabship/fabship-hello.service",
          "/etc/systemd/system/fabship-hello.service"),
@@ -221,3 +222,37 @@ def test_unsafe_roots_are_config_errors(root):
 def test_failing_template_expressions_are_config_errors(template, error):
     with pytest.raises(ConfigError, match=f"services.hello.run: {error}"):
         contexts(run=template)
+
+
+def test_lock_scripts_run_against_a_real_directory(tmp_path):
+    """The lock builders' argv, executed by the local sh as a host would."""
+    def run(argv):
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+    root = str(tmp_path / "srv")
+    assert run(lock.acquire(root, '{"who": "a"}', False)).returncode == 0
+    refused = run(lock.acquire(root, '{"who": "b"}', False))
+    assert refused.returncode == lock.LOCKED_EXIT
+    assert parse_lock_owner(refused.stdout) == {"who": "a"}
+    assert run(lock.still_ours(root, '{"who": "a"}')).returncode == 0
+    assert run(lock.acquire(root, '{"who": "b"}', True)).returncode == 0  # --break-lock
+    fenced = run(lock.still_ours(root, '{"who": "a"}'))
+    assert fenced.returncode == 1 and "taken over" in fenced.stdout
+    assert run(lock.release(root, '{"who": "a"}')).returncode == 0
+    assert (tmp_path / "srv" / ".lock").is_dir()  # not a's to give back
+    assert run(lock.release(root, '{"who": "b"}')).returncode == 0
+    assert not (tmp_path / "srv" / ".lock").exists()
+
+
+def test_switch_and_prune_scripts_on_a_real_directory(tmp_path):
+    layout = Layout(str(tmp_path))
+    for name in ("r1", "r2", "r3", "r4", ".r5.tmp"):
+        (tmp_path / "releases" / name).mkdir(parents=True)
+    for target in ("r3", "r4", "r2"):
+        subprocess.run(release.switch(layout, layout.release(target)), check=True)
+        assert (tmp_path / "current").resolve() == tmp_path / "releases" / target
+    assert not list(tmp_path.glob(".current.tmp.*"))
+    subprocess.run(release.prune(layout.releases, 2, ("r2",)), check=True)
+    assert sorted(p.name for p in (tmp_path / "releases").iterdir()) == [
+        ".r5.tmp", "r2", "r3", "r4"]  # the newest 2 by name, plus the protected r2
+    subprocess.run(release.clean_staging(layout), check=True)
+    assert not (tmp_path / "releases" / ".r5.tmp").exists()
