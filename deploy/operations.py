@@ -6,11 +6,11 @@ import shlex
 from .commands import health, lock, release, status as status_cmd
 from .context import host_basics
 from .deployment import new_release, report
-from .errors import ConfigError, DeployError
+from .errors import DeployError
 from .executor import run_plans
 from .parallel import each
-from .planner import owner_record, reload_step, restart_steps
-from .printer import summary_table
+from .planner import owner_record, probe_batch, reload_step, restart_steps
+from .printer import plan_lines, summary_table
 from .render import environment
 from .session import connect_all, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
@@ -21,9 +21,11 @@ def _hosts(project, target):
     return [(host, *host_basics(env, target, host)[1:]) for host in target.hosts]
 
 
-def rollback_plan(service, where, facts, to, owner_json):
-    """Switch back to `to` (default: the release before current); where = (host, layout, url)."""
-    host, layout, health_url = where
+UNKNOWN_GOAL = "<the newest served release before current>"
+
+
+def rollback_goal(host, facts, to):
+    """The release a host goes back to; DeployError when there is none to go to."""
     goal = to or facts.previous
     if goal is None:
         raise DeployError(f"{host.address}: no earlier release to roll back to "
@@ -31,15 +33,20 @@ def rollback_plan(service, where, facts, to, owner_json):
     if goal not in facts.releases:
         raise DeployError(f"{host.address}: release {goal!r} is not on the host; it holds "
                           f"{', '.join(facts.releases) or 'no releases'}")
+    return goal
+
+
+def rollback_plan(service, where, goal, previous, owner_json):
+    """Switch back to `goal`; where = (host, layout, health URL), previous = current now."""
+    host, layout, health_url = where
     target_dir = layout.release(goal)
     venv = posixpath.join(target_dir, ".fabship", "venv")
-
     owner = json.loads(owner_json)
 
     def finish(outcome):
         record = json.dumps({"release": goal, "status": outcome, "host": host.address,
                              "deployer": owner["who"], "origin": owner["where"],
-                             "previous": facts.current, "started": owner["since"]})
+                             "previous": previous, "started": owner["since"]})
         return (Batch("record, unlock", (
             Run(release.append_history(layout, record), f"record '{outcome}' in the history"),
             Run(lock.release(layout.root, owner_json), "release the lock"))),)
@@ -50,28 +57,41 @@ def rollback_plan(service, where, facts, to, owner_json):
             f"health check: {health_url} names {goal}"))),)
     # No automatic rollback of a rollback: a failure is reported, the lock given back.
     return HostPlan(host.address, batches, (len(batches), 0), (), finish("rollback"),
-                    finish("rollback-failed")), goal
+                    finish("rollback-failed"))
+
+
+def rollback_dry_run(service, hosts, options, owner, out):
+    """Print each host's rollback plan; the goal is exact only when --to names it."""
+    goal = options.get("to") or UNKNOWN_GOAL
+    for where in hosts:
+        plan = rollback_plan(service, where, goal, None, owner)
+        for line in plan_lines(where[0].address, probe_batch(where[1], owner, False), plan):
+            out(line)
+    out(f"dry-run: rollback of {service.name} on {len(hosts)} host(s) to {goal}; "
+        "nothing was run, no connection made")
+    return 0
 
 
 def rollback(project, target, options, out=print):
-    """Every host back to the previous release (or `to`); exit 0 when all serve it."""
-    if options.get("dry"):
-        raise ConfigError("`--dry` is not supported for rollback yet: `fab service status` "
-                          "shows what each host runs")
+    """Every host back to the previous served release (or `to`); exit 0 when all serve it."""
     owner = owner_record(new_release("rollback", {}, False), action="rollback")
     hosts = _hosts(project, target)
+    if options.get("dry"):
+        return rollback_dry_run(target.service, hosts, options, owner, out)
     conns = connect_all(project, [host.address for host, _, _ in hosts])
     try:
         facts = lock_and_probe([(layout, conn, ("-", "-")) for (_, layout, _), conn
                                 in zip(hosts, conns)], owner, options.get("break_lock"))
         try:
-            plans = [rollback_plan(target.service, where, fact, options.get("to"), owner)
+            goals = [rollback_goal(where[0], fact, options.get("to"))
                      for where, fact in zip(hosts, facts)]
         except DeployError:
             give_back_locks([(layout, conn) for (_, layout, _), conn in zip(hosts, conns)],
                             owner)
             raise
-        results = run_plans([(conn, plan, goal) for conn, (plan, goal) in zip(conns, plans)],
+        results = run_plans([(conn, rollback_plan(target.service, where, goal, fact.current,
+                                                  owner), goal)
+                             for conn, where, goal, fact in zip(conns, hosts, goals, facts)],
                             {}, out, done="rolled back")
     finally:
         for conn in conns:

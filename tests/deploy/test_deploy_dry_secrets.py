@@ -105,3 +105,27 @@ def test_hosts_flag_targets_exactly_those_hosts(make_project):
     assert prefixes == {"[deploy@127.0.0.1:1]", "[web2:2222]"}
     assert "/srv/direct-hello/releases/" in proc.stdout
     assert "| port = 8123" in proc.stdout
+
+
+def test_dry_rollback_prints_the_plan_and_connects_to_nothing(make_project):
+    project = make_project("dry-rollback")
+    (sock,) = listening_sockets(1)
+    host = f"deploy@127.0.0.1:{sock.getsockname()[1]}"
+    project.service["root"] = "/srv/rb-hello"
+    project.service["vars"]["port"] = 8124
+    project.write_config({"hello": project.service})
+    project.commit("fixed root")
+    try:
+        guess = project.fab("--dry", "service", "--hosts", host, "rollback")
+        exact = project.fab("--dry", "service", "--hosts", host, "rollback", "--to",
+                            "20261101T000000.000Z-abcdef0")
+        with pytest.raises(BlockingIOError):
+            sock.accept()
+    finally:
+        sock.close()
+    assert guess.returncode == 0, guess.stdout + guess.stderr
+    assert f"[{host}] round trip 1: lock and read facts" in guess.stdout
+    assert "switch to <the newest served release before current>" in guess.stdout
+    assert "nothing was run, no connection made" in guess.stdout
+    assert exact.returncode == 0, exact.stdout + exact.stderr
+    assert "/srv/rb-hello/releases/20261101T000000.000Z-abcdef0" in exact.stdout
