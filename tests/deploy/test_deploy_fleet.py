@@ -79,13 +79,22 @@ def test_no_change_redeploy_skips_the_upload(project):
     assert re.findall(r"deployed  \S+\s+\S+\s+(\d+) round trips", out) == ["3", "3", "3"]
 
 
+def deploy_broken_health(project, answer):
+    """Commit a /health that answers `answer` instead, deploy it (it must fail), revert."""
+    edit(project, "services/hello/hello/app.py",
+         'self.write({"status": "ok", **self.settings["release_info"]})', answer,
+         "break health")
+    proc = project.fab("service", "deploy")
+    git(project.root, "revert", "--no-edit", "HEAD")
+    project.commit("gates for the revert")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    return proc
+
+
 def test_failing_health_check_rolls_back(project):
     serving = project.current(0)
-    edit(project, "services/hello/hello/app.py",
-         'self.write({"status": "ok", **self.settings["release_info"]})',
-         'self.set_status(503)\n        self.write({"status": "sick"})', "break health")
-    proc = project.fab("service", "deploy")
-    assert proc.returncode == 1
+    proc = deploy_broken_health(
+        project, 'self.set_status(503)\n        self.write({"status": "sick"})')
     failed = release_of(proc)
     assert "rolled-back" in proc.stdout
     assert "last response: 503" in proc.stdout
@@ -97,8 +106,6 @@ def test_failing_health_check_rolls_back(project):
         history = (project.host_root(index) / "deploys.jsonl").read_text().splitlines()
         assert json.loads(history[-1])["status"] == "failed"
         assert json.loads(history[-1])["release"] == failed
-    git(project.root, "revert", "--no-edit", "HEAD")
-    project.commit("gates for the revert")
 
 
 def test_second_deploy_while_locked_is_refused(project):
@@ -190,13 +197,7 @@ def test_rollback_to_unknown_release_changes_nothing(project):
 
 def test_rollback_skips_a_release_that_never_served(project):
     good = project.current(0)
-    edit(project, "services/hello/hello/app.py",
-         'self.write({"status": "ok", **self.settings["release_info"]})',
-         'self.set_status(500)', "break health again")
-    failed = project.fab("service", "deploy")
-    assert failed.returncode == 1
-    git(project.root, "revert", "--no-edit", "HEAD")
-    project.commit("gates for the second revert")
+    deploy_broken_health(project, "self.set_status(500)")
     newest, _ = deploy_ok(project)
     proc = project.fab("service", "rollback")
     assert proc.returncode == 0, proc.stdout + proc.stderr
