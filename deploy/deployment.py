@@ -18,7 +18,7 @@ from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
 from .secrets import read_secrets
-from .session import connect_all, give_back_locks, lock_and_probe
+from .session import connected, give_back_locks, lock_and_probe
 
 
 @dataclass(frozen=True)
@@ -118,28 +118,24 @@ def deploy(project, target, options, out=print):
     release_id = prepared.release.release_id
     out(f"deploying {target.service.name} release {release_id} to "
         f"{len(prepared.contexts)} host(s)")
-    hosts = connect_all(project, [ctx.host.address for ctx in prepared.contexts])
-    try:
+    owner = owner_record(prepared.release)
+    with connected(project, [ctx.host.address for ctx in prepared.contexts]) as hosts:
         pairs = list(zip(prepared.contexts, hosts))
         facts = lock_and_probe(
-            [(ctx.layout, host, _wanted(prepared, ctx)) for ctx, host in pairs],
-            owner_record(prepared.release), break_lock)
+            [(ctx.layout, host, _wanted(prepared, ctx)) for ctx, host in pairs], owner,
+            break_lock)
         deps = None
         if not all(f.has_venv for f in facts):
             try:
                 deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
             except BaseException:  # even Ctrl-C: never leave the hosts locked
-                give_back_locks([(ctx.layout, host) for ctx, host in pairs],
-                                owner_record(prepared.release))
+                give_back_locks([(ctx.layout, host) for ctx, host in pairs], owner)
                 raise
         jobs = [(host, build_host_plan(target.service, ctx, fact, (prepared.source, deps),
                                        prepared.release), release_id)
                 for (ctx, host), fact in zip(pairs, facts)]
         results = run_plans(jobs, {"source": prepared.source.data,
                                    "deps": deps.data if deps else b""}, out, prepared.secrets)
-    finally:
-        for host in hosts:
-            host.close()
     return report(results, [ctx.host.address for ctx in prepared.contexts], out)
 
 

@@ -12,7 +12,7 @@ from .parallel import each
 from .planner import owner_record, probe_batch, reload_step, restart_steps
 from .printer import plan_lines, summary_table
 from .render import environment
-from .session import connect_all, give_back_locks, lock_and_probe
+from .session import connected, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
 
 
@@ -78,8 +78,7 @@ def rollback(project, target, options, out=print):
     hosts = _hosts(project, target)
     if options.get("dry"):
         return rollback_dry_run(target.service, hosts, options, owner, out)
-    conns = connect_all(project, [host.address for host, _, _ in hosts])
-    try:
+    with connected(project, [host.address for host, _, _ in hosts]) as conns:
         facts = lock_and_probe([(layout, conn, ("-", "-")) for (_, layout, _), conn
                                 in zip(hosts, conns)], owner, options.get("break_lock"))
         try:
@@ -93,22 +92,15 @@ def rollback(project, target, options, out=print):
                                                   owner), goal)
                              for conn, where, goal, fact in zip(conns, hosts, goals, facts)],
                             {}, out, done="rolled back")
-    finally:
-        for conn in conns:
-            conn.close()
     return report(results, [host.address for host, _, _ in hosts], out, done="rolled back")
 
 
 def _read_all(project, target, command_for):
     """Run a read-only command on every host: [(host, ok, output or the reason it failed)]."""
     hosts = _hosts(project, target)
-    conns = connect_all(project, [host.address for host, _, _ in hosts])
-    try:
+    with connected(project, [host.address for host, _, _ in hosts]) as conns:
         results = each(lambda pair: pair[1].run(shlex.join(command_for(*pair[0][1:]))),
                        list(zip(hosts, conns)))
-    finally:
-        for conn in conns:
-            conn.close()
     rows = []
     for (host, _, _), (_, result, error) in zip(hosts, results):
         if error or result[0]:

@@ -1,5 +1,6 @@
 """Opening connections and taking the lock on every host, shared by deploy and rollback."""
 import shlex
+from contextlib import contextmanager
 
 from .commands import lock
 from .errors import DeployError
@@ -10,8 +11,21 @@ from .planner import probe_batch
 from .ssh import SshHost
 
 
-def connect_all(project, addresses):
-    """One open connection per host, or DeployError naming every host that failed."""
+@contextmanager
+def connected(project, addresses):
+    """One open connection per host for the `with` block, all closed after it.
+
+    If any host cannot be reached, DeployError names every one that failed.
+    """
+    hosts = _connect_all(project, addresses)
+    try:
+        yield hosts
+    finally:
+        for host in hosts:
+            host.close()
+
+
+def _connect_all(project, addresses):
     def connect(address):
         host = SshHost(address, project.fabric_config, project.known_hosts,
                        project.ssh.host_key_policy)
