@@ -3,7 +3,7 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from ci.cli import main as run_gates
-from deploy import deployment, operations
+from deploy import deployment, launch as ec2, operations
 from deploy.cli import remember_selection, run_command
 
 
@@ -50,3 +50,23 @@ def status(c):
 def history(c, limit=20):
     """The deploy history recorded on each host (deploys.jsonl)."""
     run_command(c, operations.history, limit=limit)
+
+
+@task(help={"no_wait": "return once the instances run, without waiting for SSH",
+            "allow_terminate": "terminate the instances of slots above `count`"})
+def launch(c, no_wait=False, allow_terminate=False):
+    """Launch the EC2 environment's missing instances (if needed); wait for SSH; table."""
+    run_command(c, ec2.launch, inventory=False, no_wait=no_wait,
+                allow_terminate=allow_terminate)
+
+
+@task(name="hosts")
+def list_hosts(c):
+    """List the EC2 environment's instances: slot, id, state, address, age."""
+    run_command(c, ec2.hosts, inventory=False)
+
+
+@task(help={"yes": "really terminate (without it: say what would be terminated)"})
+def terminate(c, yes=False):
+    """Terminate every instance of the EC2 environment (asks for --yes)."""
+    run_command(c, ec2.terminate, inventory=False, yes=yes)

@@ -7,6 +7,7 @@ from invoke.exceptions import Exit
 from .config import parse_services, parse_ssh
 from .deployment import Project
 from .errors import FabshipError
+from .inventory import resolve
 from .target import select
 
 SELECTION_KEY = "fabship_selection"
@@ -54,12 +55,19 @@ def target_of(c, project):
     return select(services, chosen.get("name"), chosen.get("env"), chosen.get("hosts"))
 
 
-def run_command(c, action, **options):
-    """Call action(project, target, options); turn FabshipError into message + exit code."""
+def run_command(c, action, inventory=True, **options):
+    """Call action(project, target, options); turn FabshipError into message + exit code.
+
+    With `inventory`, an EC2 environment's hosts are its running instances, looked up
+    first (placeholders in a dry-run).
+    """
+    dry = bool(c.config.run.dry)
     try:
         project = project_of(c)
         target = target_of(c, project)
-        code = action(project, target, {"dry": bool(c.config.run.dry), **options})
+        if inventory:
+            target = resolve(target, dry, project.source)
+        code = action(project, target, {"dry": dry, **options})
     except FabshipError as exc:
         print(f"fabship: error: {exc}", file=sys.stderr)
         raise Exit(code=exc.exit_code) from None

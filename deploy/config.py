@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .ec2config import Ec2Settings, parse_ec2
 from .errors import ConfigError
 from .hosts import Host, parse_host
 
@@ -38,11 +39,13 @@ class Health:
 
 @dataclass(frozen=True)
 class Environment:
-    """A named set of hosts with its own variables."""
+    """A named set of hosts (listed, or the EC2 instances of `ec2`) with its own variables."""
 
     name: str
     hosts: tuple[Host, ...]
     vars: MappingProxyType
+    ec2: Ec2Settings | None = None
+    root: str | None = None  # overrides the service's root (a template)
 
 
 @dataclass(frozen=True)
@@ -140,15 +143,21 @@ class Reader:
 def parse_environment(reader, name, raw, path):
     """One entry of `environments:`."""
     reader.text(name, path, NAME, "an environment name (a-z, 0-9, _ or -)")
-    reader.mapping(raw, path, ("hosts", "vars"))
+    reader.mapping(raw, path, ("hosts", "ec2", "vars", "root"))
+    root = raw.get("root")
+    common = {"name": name, "vars": reader.variables(raw.get("vars", {}), f"{path}.vars"),
+              "root": None if root is None else reader.text(root, f"{path}.root")}
+    if "ec2" in raw:
+        if "hosts" in raw:
+            raise ConfigError(f"{reader.source}: {path}: give either hosts or ec2, not both")
+        return Environment(hosts=(), ec2=parse_ec2(reader, raw["ec2"], f"{path}.ec2"),
+                           **common)
     hosts = reader.listing(raw.get("hosts"), f"{path}.hosts")
     if not hosts:
-        reader.fail(f"{path}.hosts", "at least one host", hosts)
+        reader.fail(f"{path}.hosts", "at least one host (or an `ec2:` block)", hosts)
     return Environment(
-        name=name,
         hosts=tuple(reader.host(h, f"{path}.hosts[{i}]") for i, h in enumerate(hosts)),
-        vars=reader.variables(raw.get("vars", {}), f"{path}.vars"),
-    )
+        **common)
 
 
 def parse_template(reader, raw, path):
@@ -234,14 +243,18 @@ class SshSettings:
 
     host_key_policy: str
     known_hosts: str  # the project's known_hosts file, relative to the project
+    instance_known_hosts: str = ".fabship/instance_known_hosts"  # EC2 pins, by instance id
 
 
 def parse_ssh(raw, source):
     """The top-level `ssh:` mapping (all keys optional)."""
     reader = Reader(source)
-    reader.mapping(raw, "ssh", ("host_key_policy", "known_hosts"))
+    reader.mapping(raw, "ssh", ("host_key_policy", "known_hosts", "instance_known_hosts"))
     policy = raw.get("host_key_policy", "strict")
     if policy not in ("strict", "accept-new"):
         reader.fail("ssh.host_key_policy", "strict or accept-new", policy)
     return SshSettings(policy, reader.text(raw.get("known_hosts", ".fabship/known_hosts"),
-                                           "ssh.known_hosts"))
+                                           "ssh.known_hosts"),
+                       reader.text(raw.get("instance_known_hosts",
+                                           ".fabship/instance_known_hosts"),
+                                   "ssh.instance_known_hosts"))

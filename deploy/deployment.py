@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
+from .hostkeys import InstancePins
 from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
@@ -34,6 +35,11 @@ class Project:
     def known_hosts(self):
         """The project's known_hosts file."""
         return self.root / self.ssh.known_hosts
+
+    @property
+    def instance_pins(self):
+        """Host keys of EC2 instances, pinned per instance id."""
+        return InstancePins(self.root / self.ssh.instance_known_hosts)
 
     @property
     def cache(self):
@@ -119,7 +125,7 @@ def deploy(project, target, options, out=print):
     out(f"deploying {target.service.name} release {release_id} to "
         f"{len(prepared.contexts)} host(s)")
     owner = owner_record(prepared.release)
-    with connected(project, [ctx.host.address for ctx in prepared.contexts]) as hosts:
+    with connected(project, [ctx.host for ctx in prepared.contexts], out) as hosts:
         pairs = list(zip(prepared.contexts, hosts))
         facts = lock_and_probe(
             [(ctx.layout, host, _wanted(prepared, ctx)) for ctx, host in pairs], owner,

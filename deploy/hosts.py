@@ -15,6 +15,7 @@ class Host:
     user: str | None = None
     port: int | None = None
     vars: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    instance_id: str | None = None  # an EC2 instance: its host keys are pinned by this id
 
     @property
     def address(self):

@@ -78,7 +78,7 @@ def rollback(project, target, options, out=print):
     hosts = _hosts(project, target)
     if options.get("dry"):
         return rollback_dry_run(target.service, hosts, options, owner, out)
-    with connected(project, [host.address for host, _, _ in hosts]) as conns:
+    with connected(project, [host for host, _, _ in hosts], out) as conns:
         facts = lock_and_probe([(layout, conn, ("-", "-")) for (_, layout, _), conn
                                 in zip(hosts, conns)], owner, options.get("break_lock"))
         try:
@@ -98,7 +98,7 @@ def rollback(project, target, options, out=print):
 def _read_all(project, target, command_for):
     """Run a read-only command on every host: [(host, ok, output or the reason it failed)]."""
     hosts = _hosts(project, target)
-    with connected(project, [host.address for host, _, _ in hosts]) as conns:
+    with connected(project, [host for host, _, _ in hosts]) as conns:
         results = each(lambda pair: pair[1].run(shlex.join(command_for(*pair[0][1:]))),
                        list(zip(hosts, conns)))
     rows = []

@@ -1,8 +1,9 @@
 """One formatter for the dry-run's plan and the real run's log: host-prefixed lines."""
+import json
 import shlex
 
 from .secrets import mask
-from .steps import Run
+from .steps import Ec2Call, Run
 
 CONTENT_INDENT = "        | "
 
@@ -16,8 +17,31 @@ def step_title(step):
     return step.label + (f"  [skipped when {step.unless}]" if step.unless else "")
 
 
+def _param(value):
+    return json.dumps(value, default=str, sort_keys=False)
+
+
+def call_lines(call):
+    """An AWS call as the dry-run shows it: its label, then the operation and parameters.
+
+    A long or multi-line text parameter (UserData) is shown as content below the call.
+    """
+    shown, contents = [], []
+    for name, value in call.params:
+        if isinstance(value, str) and ("\n" in value or len(value) > 200):
+            shown.append(f"{name}=<{_size(len(value.encode()))}, below>")
+            contents += [f"      {name}:"] + [CONTENT_INDENT + line for line in
+                                               value.splitlines()]
+        else:
+            shown.append(f"{name}={_param(value)}")
+    return [f"  - {step_title(call)}", f"      {call.api} {call.op} " + " ".join(shown),
+            *contents]
+
+
 def step_lines(step, secrets=()):
     """The dry-run's lines for one step: what it does, then exactly how."""
+    if isinstance(step, Ec2Call):
+        return call_lines(step)
     if isinstance(step, Run):
         return [f"  - {step_title(step)}",
                 f"      $ {mask(shlex.join(step.argv), secrets)}"]

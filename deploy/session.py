@@ -12,12 +12,17 @@ from .ssh import SshHost
 
 
 @contextmanager
-def connected(project, addresses):
-    """One open connection per host for the `with` block, all closed after it.
+def connected(project, targets, out=None):
+    """One open connection per Host for the `with` block, all closed after it.
 
-    If any host cannot be reached, DeployError names every one that failed.
+    If any host cannot be reached, DeployError names every one that failed. A new EC2
+    instance's host key is pinned at this first contact, and `out` is told so.
     """
-    hosts = _connect_all(project, addresses)
+    hosts = _connect_all(project, targets)
+    for host in hosts:
+        if host.pinned and out:
+            out(f"[{host.address}] pinned host key {host.pinned} (first contact with this "
+                "instance)")
     try:
         yield hosts
     finally:
@@ -25,13 +30,13 @@ def connected(project, addresses):
             host.close()
 
 
-def _connect_all(project, addresses):
-    def connect(address):
-        host = SshHost(address, project.fabric_config, project.known_hosts,
-                       project.ssh.host_key_policy)
+def _connect_all(project, targets):
+    def connect(target):
+        host = SshHost(target, project.fabric_config, project.known_hosts,
+                       project.ssh.host_key_policy, project.instance_pins)
         host.open()
         return host
-    results = each(connect, addresses)
+    results = each(connect, targets)
     errors = [str(error) for _, _, error in results if error]
     if errors:
         for _, host, _ in results:

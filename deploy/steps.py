@@ -63,3 +63,33 @@ def to_json(obj):
             data["text"] = data.pop("shown")
         return {"type": type(obj).__name__, **data}
     return obj
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A value an earlier Ec2Call produces (e.g. the id of a group it creates)."""
+
+    name: str
+
+    def __str__(self):
+        return f"<{self.name}>"
+
+
+@dataclass(frozen=True)
+class Ec2Call:
+    """One AWS API call: `api` (ec2, ssm), the operation's name, its parameters.
+
+    `saves` names the Ref a response value fills: (ref name, response key).
+    """
+
+    api: str
+    op: str
+    params: tuple  # ((name, value), ...) so the step stays hashable and ordered
+    label: str
+    unless: str | None = None
+    saves: tuple = ()
+
+    @property
+    def kwargs(self):
+        """The parameters as a dict, for the client call."""
+        return dict(self.params)

@@ -15,6 +15,13 @@ class Target:
     environment: str | None
     hosts: tuple
     vars: MappingProxyType  # service vars < environment vars (host vars come later)
+    ec2: object = None  # Ec2Settings: the hosts are this environment's EC2 instances
+    root: str | None = None  # the root template (the environment's, else the service's)
+
+    @property
+    def root_template(self):
+        """The service root on hosts, as a template."""
+        return self.root or self.service.root
 
 
 def _pick(kind, options, wanted, flag):
@@ -48,4 +55,4 @@ def select(services, name=None, env=None, hosts=None):
                           "name hosts with `fab service --hosts user@addr[:port],... deploy`")
     chosen = service.environments[_pick("environment", service.environments, env, "--env")]
     merged = MappingProxyType({**service.vars, **chosen.vars})
-    return Target(service, chosen.name, chosen.hosts, merged)
+    return Target(service, chosen.name, chosen.hosts, merged, chosen.ec2, chosen.root)
