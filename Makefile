@@ -6,7 +6,7 @@ DEB_PACKAGES := openssh-server openssh-client chromium chromium-driver python3-v
 NPM_PREFIX := .tools/npm
 GROOVY_LINT := $(NPM_PREFIX)/node_modules/.bin/npm-groovy-lint
 
-.PHONY: setup system-packages test demo clean
+.PHONY: setup system-packages test demo demo-down clean
 
 setup: system-packages $(VENV)/.installed $(GROOVY_LINT)
 
@@ -27,9 +27,13 @@ $(GROOVY_LINT):
 test: setup
 	$(PY) -m ci
 
-# The main job. For now: the gates on this repo, which write reports/.
+# The main job, rehearsed on this machine: local SSH hosts and an EC2 emulator, then
+# gates -> launch -> deploy -> URLs. State in .rehearsal/; `make demo-down` stops it all.
 demo: setup
-	$(PY) -m ci
+	$(PY) -m deploy.rehearsal demo
+
+demo-down:
+	@if [ -x $(PY) ]; then $(PY) -m deploy.rehearsal down; else echo "nothing to stop"; fi
 
 clean:
-	rm -rf $(VENV) .tools reports .coverage
+	rm -rf $(VENV) .tools reports .coverage .rehearsal

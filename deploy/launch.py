@@ -214,6 +214,7 @@ def launch(project, target, options, out=print):
     if not options.get("no_wait") and final:
         SshWait(project, target, aws, out).wait([i.instance_id for i in final],
                                                 settings.wait_timeout)
+        final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
     out(summary_table(table_rows(final, settings.address), TABLE_HEADER))
     out(f"{len(final)} instance(s) of {spec.service}/{spec.environment} ({len(plan.launch)} "
         f"launched, {time.monotonic() - started:.1f}s, {aws.requests} API requests)")
