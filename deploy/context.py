@@ -17,6 +17,7 @@ from .secrets import MASK, holds_secret
 
 
 SAFE_ROOT = re.compile(r"^/[A-Za-z0-9._/-]+$")
+SOCKET, MAX_SOCKET_PATH = "supervisor.sock", 107  # sun_path holds 108 bytes with its NUL
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ def host_basics(env, target, host, extra=None):
     if not SAFE_ROOT.match(root) or ".." in root.split("/"):
         raise ConfigError(f"{where}.root: expected an absolute path of letters, digits and "
                           f"._/- (it goes into process manager configs), got {root!r}")
+    if service.manager == "supervisor" and len(f"{root}/{SOCKET}".encode()) > MAX_SOCKET_PATH:
+        raise ConfigError(f"{where}.root: {root!r} is too long: supervisord's socket "
+                          f"{root}/{SOCKET} must fit in {MAX_SOCKET_PATH} bytes")
     port = render_string(env, service.health.port, variables, f"{where}.health.port")
     if not port.isdigit():
         raise ConfigError(f"{where}.health.port: expected a port number, got {port!r}")

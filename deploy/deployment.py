@@ -105,6 +105,11 @@ def dry_run(target, prepared, break_lock, out):
                                prepared.release)
         for line in plan_lines(ctx.host.address, probe, plan, prepared.secrets):
             out(line)
+    if target.ec2 is not None:
+        out(f"dry-run: the hosts are the running instances of the {target.environment} EC2 "
+            f"environment, looked up when the deploy runs; shown as one per slot" +
+            (f"; variables from their `{target.ec2.var_tags}*` tags are shown with the "
+             "environment's defaults" if target.ec2.var_tags else ""))
     out(f"dry-run: release {prepared.release.release_id} of {target.service.name} to "
         f"{len(prepared.contexts)} host(s); nothing was run, no connection made")
     return 0

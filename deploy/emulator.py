@@ -48,7 +48,7 @@ class Pairer:
         tags = {t["Key"]: t["Value"] for t in instance.get("Tags", ())}
         slot = int(tags.get("fabship:slot", "1") or 1)
         host = self.hosts[(slot - 1) % len(self.hosts)]
-        root = self.state / "instances" / instance["InstanceId"]
+        root = self.state / "r" / str(len(self.pairs) + 1)  # short: unix sockets live here
         root.mkdir(parents=True, exist_ok=True)
         port = app_port()
         prefix = watch["var_tags"]

@@ -18,7 +18,9 @@ def test_fab_lists_tasks_with_docs():
     assert proc.returncode == 0
     listed = {line.split()[0]: " ".join(line.split()[1:]) for line in proc.stdout.splitlines()
               if line.startswith("  ") and line.split()[0].isalpha()}
-    assert set(listed) == {"ci", "deploy", "history", "rollback", "service", "status"}
+    assert set(listed) == {"ci", "deploy", "history", "hosts", "launch", "rollback", "service",
+                           "status", "terminate"}
+    assert listed["launch"].startswith("Launch the EC2 environment's missing instances")
     assert listed["ci"].startswith("Run the quality gates (python -m ci)")
     assert listed["deploy"].startswith("Ship a release to every host")
 
