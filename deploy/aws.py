@@ -40,33 +40,37 @@ class CloudError(FabshipError):
         self.exit_code = exit_code
 
 
+def _client_error(exc, call):
+    error = exc.response.get("Error", {})
+    code, message = error.get("Code", "?"), error.get("Message", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    check = next((what for prefix, what in INPUT_CODES.items() if code.startswith(prefix)),
+                 None)
+    text = f"AWS call {call} failed: {code}: {message}".rstrip(": ")
+    if check:
+        return CloudError(f"{text}. Check {check}. Nothing was launched by this call.", 2)
+    if code.startswith(THROTTLING) or status >= 500:
+        return CloudError(f"{text} (still failing after botocore's retries; try again "
+                          "later or raise ec2.max_attempts).")
+    return CloudError(f"{text}.", 2 if 400 <= status < 500 else 1)
+
+
+CAUSES = (  # botocore exception -> (what to do, exit code)
+    ((botocore.exceptions.NoCredentialsError, botocore.exceptions.PartialCredentialsError,
+      botocore.exceptions.ProfileNotFound),
+     "Set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.", 2),
+    ((botocore.exceptions.NoRegionError,), "Set ec2.region in fabric.yaml or AWS_REGION.", 2),
+    ((botocore.exceptions.ParamValidationError,), "The request was refused before sending.", 2),
+)
+
+
 def explain(exc, call):
     """A CloudError for a botocore exception raised by `call` (e.g. 'ec2 RunInstances')."""
     if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        code, message = error.get("Code", "?"), error.get("Message", "")
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        check = next((what for prefix, what in INPUT_CODES.items()
-                      if code.startswith(prefix)), None)
-        text = f"AWS call {call} failed: {code}: {message}".rstrip(": ")
-        if check:
-            return CloudError(f"{text}. Check {check}. Nothing was launched by this call.", 2)
-        if code.startswith(THROTTLING) or status >= 500:
-            return CloudError(f"{text} (still failing after botocore's retries; try again "
-                              "later or raise ec2.max_attempts).")
-        return CloudError(f"{text}.", 2 if 400 <= status < 500 else 1)
-    if isinstance(exc, (botocore.exceptions.NoCredentialsError,
-                        botocore.exceptions.PartialCredentialsError,
-                        botocore.exceptions.ProfileNotFound)):
-        return CloudError(f"AWS call {call} failed: {exc}. Set AWS_PROFILE, or "
-                          "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.", 2)
-    if isinstance(exc, botocore.exceptions.NoRegionError):
-        return CloudError(f"AWS call {call} failed: no region; set ec2.region in fabric.yaml "
-                          "or AWS_REGION.", 2)
-    if isinstance(exc, botocore.exceptions.ParamValidationError):
-        return CloudError(f"AWS call {call} was refused before sending: {exc}", 2)
-    if isinstance(exc, botocore.exceptions.WaiterError):
-        return CloudError(f"gave up waiting: {exc}")
+        return _client_error(exc, call)
+    for kinds, advice, code in CAUSES:
+        if isinstance(exc, kinds):
+            return CloudError(f"AWS call {call} failed: {exc}. {advice}", code)
     return CloudError(f"AWS call {call} failed: {exc}")
 
 
@@ -142,9 +146,11 @@ class Aws:
             waiter.wait(InstanceIds=list(ids), WaiterConfig={
                 "Delay": delay, "MaxAttempts": max(1, int(timeout // delay))})
         except botocore.exceptions.WaiterError as exc:
+            last = exc.last_response or {}
+            why = last.get("Error", {}).get("Message") or _states(last)
             raise CloudError(f"gave up after {time.monotonic() - started:.0f}s (ec2."
                              f"wait_timeout {timeout:g}s) waiting for instances "
-                             f"{', '.join(ids)} to be running: {exc.last_response.get('Error', {}).get('Message') or _states(exc.last_response)}") from exc
+                             f"{', '.join(ids)} to be running: {why}") from exc
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise explain(exc, "ec2 DescribeInstances (waiting for running)") from exc
 

@@ -12,6 +12,7 @@ SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
 TAG_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,127}$")
+GROUP_NAME = re.compile(r"^[A-Za-z0-9 ._:/()#,@\[\]+=&;{}!$*-]{1,255}$")
 ADDRESSES = ("private_ip", "public_ip", "public_dns")
 RESERVED_TAGS = ("fabship:", "aws:", "managed-by")
 EC2_KEYS = ("region", "count", "instance_type", "ami", "key_name", "public_key", "subnet",
@@ -84,8 +85,7 @@ def _ingress(reader, raw, path):
 
 def _security_group(reader, raw, path):
     reader.mapping(raw, path, ("name", "ingress"))
-    name = reader.text(raw.get("name"), f"{path}.name", re.compile(r"^[A-Za-z0-9 ._:/()#,@\[\]+=&;{}!$*-]{1,255}$"),
-                       "a security group name")
+    name = reader.text(raw.get("name"), f"{path}.name", GROUP_NAME, "a security group name")
     if name.lower().startswith("sg-"):
         reader.fail(f"{path}.name", "a name not starting with sg-", name)
     rules = reader.listing(raw.get("ingress", []), f"{path}.ingress")
@@ -107,7 +107,9 @@ def _tags(reader, raw, path):
     return MappingProxyType({key: str(value) for key, value in raw.items()})
 
 
-def _optional(reader, raw, key, path, pattern=None, what="a string"):
+def _optional(reader, raw, path, check):
+    """raw[key] checked by check = (key, pattern, what); None when absent."""
+    key, pattern, what = check
     value = raw.get(key)
     return None if value is None else reader.text(value, f"{path}.{key}", pattern, what)
 
@@ -132,22 +134,22 @@ def parse_ec2(reader, raw, path):
         instance_type=reader.text(raw.get("instance_type"), f"{path}.instance_type",
                                   INSTANCE_TYPE, "an instance type such as t3.small"),
         ami=ami,
-        region=_optional(reader, raw, "region", path, REGION, "a region such as eu-west-1"),
-        key_name=_optional(reader, raw, "key_name", path, re.compile(r"^[ -~]{1,255}$"),
-                           "a key pair name (printable ASCII)"),
-        public_key=_optional(reader, raw, "public_key", path),
-        subnet=_optional(reader, raw, "subnet", path, SUBNET, "a subnet id (subnet-...)"),
+        region=_optional(reader, raw, path, ("region", REGION, "a region such as eu-west-1")),
+        key_name=_optional(reader, raw, path, ("key_name", re.compile(r"^[ -~]{1,255}$"),
+                                               "a key pair name (printable ASCII)")),
+        public_key=_optional(reader, raw, path, ("public_key", None, "a file path")),
+        subnet=_optional(reader, raw, path, ("subnet", SUBNET, "a subnet id (subnet-...)")),
         security_group=None if group is None else _security_group(
             reader, group, f"{path}.security_group"),
-        iam_instance_profile=_optional(reader, raw, "iam_instance_profile", path,
-                                       re.compile(r"^[\w+=,.@:/-]{1,2048}$"),
-                                       "an instance profile name or ARN"),
+        iam_instance_profile=_optional(reader, raw, path, (
+            "iam_instance_profile", re.compile(r"^[\w+=,.@:/-]{1,2048}$"),
+            "an instance profile name or ARN")),
         tags=_tags(reader, raw.get("tags", {}), f"{path}.tags"),
-        user_data=_optional(reader, raw, "user_data", path),
-        user=_optional(reader, raw, "user", path, re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"),
-                       "a user name"),
+        user_data=_optional(reader, raw, path, ("user_data", None, "a template path")),
+        user=_optional(reader, raw, path, (
+            "user", re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,31}$"), "a user name")),
         address=_address(reader, raw.get("address", "private_ip"), f"{path}.address"),
-        var_tags=_optional(reader, raw, "var_tags", path, TAG_KEY, "a tag key prefix"),
+        var_tags=_optional(reader, raw, path, ("var_tags", TAG_KEY, "a tag key prefix")),
         max_attempts=reader.number(raw.get("max_attempts", 8), f"{path}.max_attempts", 1, int),
         wait_timeout=reader.number(raw.get("wait_timeout", 600), f"{path}.wait_timeout", 1),
     )

@@ -18,7 +18,7 @@ from .localhosts import app_port, stop_pid
 PAIRING_INTERVAL = 0.3
 
 
-class Pairer:
+class Pairer:  # pylint: disable=too-few-public-methods
     """Tags unpaired rehearsal instances with a local host, a root and a port."""
 
     def __init__(self, state, watch):

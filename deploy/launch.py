@@ -228,6 +228,7 @@ def launch(project, target, options, out=print):
 
 def hosts(project, target, options, out=print):
     """The environment's instances (not yet terminated), as a table."""
+    del project  # the signature every command shares
     settings = _require_ec2(target)
     if options.get("dry"):
         for line in batch_lines(None, Batch("read-only", fact_calls(

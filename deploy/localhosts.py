@@ -107,7 +107,7 @@ def start_daemon(config, port):
 def read_pid(path):
     """The pid in a pid file, if that process is alive."""
     try:
-        pid = int(Path(path).read_text().split()[0])
+        pid = int(Path(path).read_text(encoding="utf-8").split()[0])
         os.kill(pid, 0)
     except (OSError, ValueError, IndexError):
         return None
@@ -142,6 +142,6 @@ def _alive(pid):
 
 def _state(pid):
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return "Z"

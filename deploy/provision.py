@@ -8,6 +8,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from .ec2config import Ec2Settings
 from .instances import SLOT_TAG, by_slot, ownership_tags
 from .steps import Ec2Call, Ref
 
@@ -34,7 +35,7 @@ class LaunchSpec:
 
     service: str
     environment: str
-    settings: object  # Ec2Settings
+    settings: Ec2Settings
     user_data: str | None = None
     public_key: str | None = None  # the public key's text, when one is configured
 
