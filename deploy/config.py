@@ -96,7 +96,7 @@ class Reader:
         """A non-empty string, optionally matching `pattern`."""
         if not isinstance(value, str) or not value.strip():
             self.fail(path, what, value)
-        if pattern is not None and not pattern.match(value):
+        if pattern is not None and not pattern.fullmatch(value):
             self.fail(path, what, value)
         return value
 
@@ -114,7 +114,7 @@ class Reader:
         """A mapping of variable name -> scalar value."""
         self.mapping(value, path)
         for key, item in value.items():
-            if not isinstance(key, str) or not VAR_NAME.match(key):
+            if not isinstance(key, str) or not VAR_NAME.fullmatch(key):
                 self.fail(f"{path}.{key}", "a variable name (letters, digits, _)", key)
             if not isinstance(item, SCALARS):
                 self.fail(f"{path}.{key}", "a string, number or boolean", item)
@@ -152,6 +152,8 @@ def parse_environment(reader, name, raw, path):
             raise ConfigError(f"{reader.source}: {path}: give either hosts or ec2, not both")
         return Environment(hosts=(), ec2=parse_ec2(reader, raw["ec2"], f"{path}.ec2"),
                            **common)
+    if "hosts" not in raw:
+        reader.fail(path, "a list of `hosts:` or an `ec2:` block", raw)
     hosts = reader.listing(raw.get("hosts"), f"{path}.hosts")
     if not hosts:
         reader.fail(f"{path}.hosts", "at least one host (or an `ec2:` block)", hosts)

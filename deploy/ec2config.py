@@ -11,7 +11,7 @@ SSM_AMI = re.compile(r"^resolve:ssm:(/[A-Za-z0-9_.\-/]+)$")
 SUBNET = re.compile(r"^subnet-[0-9a-f]{8,17}$")
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")
-TAG_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,127}$")
+TAG_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
 GROUP_NAME = re.compile(r"^[A-Za-z0-9 ._:/()#,@\[\]+=&;{}!$*-]{1,255}$")
 ADDRESSES = ("private_ip", "public_ip", "public_dns")
 RESERVED_TAGS = ("fabship:", "aws:", "managed-by")
@@ -61,7 +61,7 @@ class Ec2Settings:  # pylint: disable=too-many-instance-attributes
     @property
     def ssm_parameter(self):
         """The SSM parameter naming the AMI, or None when `ami` is an id."""
-        match = SSM_AMI.match(self.ami)
+        match = SSM_AMI.fullmatch(self.ami)
         return match.group(1) if match else None
 
 
@@ -96,14 +96,14 @@ def _security_group(reader, raw, path):
 def _tags(reader, raw, path):
     reader.mapping(raw, path)
     for key, value in raw.items():
-        if not isinstance(key, str) or not TAG_KEY.match(key):
+        if not isinstance(key, str) or not TAG_KEY.fullmatch(key):
             reader.fail(f"{path}.{key}", "a tag key (letters, digits, spaces, _.:/=+@-)", key)
         if key.lower().startswith(RESERVED_TAGS):
             reader.fail(f"{path}.{key}", "a tag key not starting with fabship:, aws: or "
                         "managed-by (fabship sets those)", key)
         if not isinstance(value, (str, int, float)) or isinstance(value, bool) \
-                or len(str(value)) > 255:
-            reader.fail(f"{path}.{key}", "a string or number of at most 255 characters", value)
+                or len(str(value)) > 256:
+            reader.fail(f"{path}.{key}", "a string or number of at most 256 characters", value)
     return MappingProxyType({key: str(value) for key, value in raw.items()})
 
 
@@ -116,7 +116,7 @@ def _optional(reader, raw, path, check):
 
 def _address(reader, value, path):
     if value in ADDRESSES or (isinstance(value, str) and value.startswith("tag:")
-                              and TAG_KEY.match(value[4:])):
+                              and TAG_KEY.fullmatch(value[4:])):
         return value
     return reader.fail(path, f"{', '.join(ADDRESSES)} or tag:NAME", value)
 
@@ -126,7 +126,7 @@ def parse_ec2(reader, raw, path):
     reader.mapping(raw, path, EC2_KEYS)
     ami = reader.text(raw.get("ami"), f"{path}.ami", what="an AMI id (ami-...) or "
                       "resolve:ssm:/parameter/name")
-    if not (AMI_ID.match(ami) or SSM_AMI.match(ami)):
+    if not (AMI_ID.fullmatch(ami) or SSM_AMI.fullmatch(ami)):
         reader.fail(f"{path}.ami", "an AMI id (ami-...) or resolve:ssm:/parameter/name", ami)
     group = raw.get("security_group")
     settings = Ec2Settings(

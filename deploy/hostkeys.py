@@ -62,7 +62,7 @@ class InstancePins:
 
     def pin(self, instance_id, keys):
         """Pin keys for an instance that has none yet; False when it already had pins."""
-        if not INSTANCE_ID.match(instance_id):
+        if not INSTANCE_ID.fullmatch(instance_id):
             raise ValueError(f"not an instance id: {instance_id!r}")
         with _LOCK:
             if self.keys(instance_id):

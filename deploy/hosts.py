@@ -32,9 +32,9 @@ def parse_host(text, host_vars=None):
     """Parse `[user@]address[:port]`; raise ValueError saying what is wrong."""
     user, _, rest = text.strip().rpartition("@")
     hostname, _, port = rest.partition(":")
-    if user and not USER.match(user):
+    if user and not USER.fullmatch(user):
         raise ValueError(f"bad user {user!r} in host {text!r}")
-    if not HOSTNAME.match(hostname):
+    if not HOSTNAME.fullmatch(hostname):
         raise ValueError(f"bad address {hostname!r} in host {text!r}")
     if port and (not port.isdigit() or not 0 < int(port) < 65536):
         raise ValueError(f"bad port {port!r} in host {text!r} (expected 1-65535)")

@@ -9,7 +9,6 @@ from .hosts import parse_host
 MANAGED = ("managed-by", "fabship")
 SERVICE_TAG, ENV_TAG, SLOT_TAG = "fabship:service", "fabship:env", "fabship:slot"
 LIVE = ("pending", "running")
-GONE = ("shutting-down", "terminated")
 
 
 @dataclass(frozen=True)
@@ -70,7 +69,7 @@ def _launched_key(instance):
 def by_slot(instances):
     """{slot: [live instances, oldest first]}."""
     slots = {}
-    for instance in instances:
+    for instance in sorted(instances, key=lambda i: (_launched_key(i), i.instance_id)):
         if instance.live and instance.slot:
             slots.setdefault(instance.slot, []).append(instance)
     return slots
@@ -110,7 +109,8 @@ def tag_vars(instance, prefix, where):
             if not name.isidentifier():
                 raise ConfigError(f"{where}.var_tags: instance {instance.instance_id} has tag "
                                   f"{key!r}; expected {prefix}<variable name>")
-            found[name] = int(value) if value.isdigit() else value
+            whole = value.isascii() and value.isdigit() and (value == "0" or value[0] != "0")
+            found[name] = int(value) if whole else value
     return found
 
 

@@ -79,6 +79,8 @@ def parse_rules(permissions):
     rules = set()
     for perm in permissions or ():
         protocol, low, high = perm.get("IpProtocol"), perm.get("FromPort"), perm.get("ToPort")
+        if protocol == "-1":  # all traffic: no ports
+            low = high = None
         ranges = [r.get("CidrIp") for r in perm.get("IpRanges", ())]
         ranges += [r.get("CidrIpv6") for r in perm.get("Ipv6Ranges", ())]
         for cidr in ranges:
@@ -91,7 +93,9 @@ def parse_rules(permissions):
 def _permission(rule):
     protocol, port, cidr = rule
     low, high = port if isinstance(port, tuple) else (port, port)
-    perm = {"IpProtocol": protocol, "FromPort": low, "ToPort": high}
+    perm = {"IpProtocol": protocol}
+    if low is not None:
+        perm.update(FromPort=low, ToPort=high)
     if cidr and cidr.startswith("sg-"):
         perm["UserIdGroupPairs"] = [{"GroupId": cidr}]
     elif cidr and ":" in cidr:
