@@ -90,7 +90,7 @@ class Aws:
 
     def __init__(self, region=None, max_attempts=8):
         self.region, self.requests = region, 0
-        self._config = Config(retries={"mode": "standard", "max_attempts": max_attempts},
+        self._config = Config(retries={"mode": "standard", "total_max_attempts": max_attempts},
                               connect_timeout=10, read_timeout=60, user_agent_extra="fabship")
         self._clients, self._lock = {}, threading.Lock()
         self.refs = {}

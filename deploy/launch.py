@@ -184,6 +184,23 @@ class SshWait:  # pylint: disable=too-few-public-methods
                 time.sleep(1)
 
 
+def _settle(aws, spec, out):
+    """The live instances after the calls; a slot's duplicates terminated, oldest kept.
+
+    A retried RunInstances whose first answer was lost makes a second instance where
+    the API does not deduplicate by ClientToken (the emulator).
+    """
+    found = find_instances(aws, spec.service, spec.environment)
+    extra = duplicates(found)
+    if extra:
+        aws.call(terminate_call([i.instance_id for i in extra], "terminate duplicates"))
+        _say(out, "terminated duplicate instance(s) of a slot: " +
+             ", ".join(i.instance_id for i in extra))
+        gone = {i.instance_id for i in extra}
+        found = [i for i in found if i.instance_id not in gone]
+    return [i for i in found if i.live]
+
+
 def launch(project, target, options, out=print):
     """Bring the environment to `count` running instances; exit 0 when it is there."""
     spec = launch_spec(project, target)
@@ -201,15 +218,12 @@ def launch(project, target, options, out=print):
               f"{settings.count} wanted")
     started = time.monotonic()
     _execute(aws, spec, facts, plan, out)
-    live = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
-    if live:
-        aws.wait_running([i.instance_id for i in live], settings.wait_timeout)
-    extra = duplicates(find_instances(aws, spec.service, spec.environment))
-    if extra:  # a retried RunInstances that the API did not deduplicate by token
-        aws.call(terminate_call([i.instance_id for i in extra], "terminate duplicates"))
-        _say(out, "terminated duplicate instance(s) of a slot: " +
-             ", ".join(i.instance_id for i in extra))
-    final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
+    final = [i for i in facts.instances if i.live]
+    if plan.calls:  # something changed: look again
+        final = _settle(aws, spec, out)
+    if any(i.state != "running" for i in final):
+        aws.wait_running([i.instance_id for i in final], settings.wait_timeout)
+        final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
     _pin_from_console(aws, project.instance_pins, final, out)
     if not options.get("no_wait") and final:
         SshWait(project, target, aws, out).wait([i.instance_id for i in final],
