@@ -3,23 +3,20 @@
 launch: read-only facts -> plan (provision.py) -> calls -> wait until running ->
 reconcile duplicates -> wait for SSH and pin host keys per instance id -> table.
 """
-import base64
-import binascii
 import time
 from pathlib import Path
 
 from .aws import Aws
 from .ec2facts import fact_calls, find_instances, gather
 from .errors import ConfigError, DeployError
-from .hostkeys import console_host_keys
-from .instances import TABLE_HEADER, address_of, host_of, table_rows
+from .instances import TABLE_HEADER, table_rows
 from .inventory import where
 from .parallel import each
 from .printer import batch_lines, summary_table
 from .provision import LaunchFacts, LaunchSpec, duplicates, plan_launch, replaced_ids, \
     run_call, terminate_call
+from .readiness import SshWait, pin_from_console, say
 from .render import environment, render_file
-from .ssh import server_host_key
 from .steps import Batch
 
 PARALLEL_LAUNCHES = 8
@@ -67,21 +64,17 @@ def launch_spec(project, target):
                       _public_key(project, settings, path))
 
 
-def _say(out, text):
-    out(f"[ec2] {text}")
-
-
 def dry_run(spec, out):
     """Print every call a launch would make; make none."""
     plan = plan_launch(spec, LaunchFacts(known=False))
     for line in batch_lines(None, Batch("read-only calls (facts)", fact_calls(spec))):
-        _say(out, line)
+        say(out, line)
     for label, calls in (("create or reconcile", plan.prepare), ("launch", plan.launch),
                          ("terminate", plan.terminate)):
         if calls:
             for line in batch_lines(None, Batch(label, calls)):
-                _say(out, line)
-    _say(out, "then: wait until every instance is running, and answers on SSH unless "
+                say(out, line)
+    say(out, "then: wait until every instance is running, and answers on SSH unless "
               "--no-wait; pin host keys per instance id (from the console output, else at "
               "first contact)")
     out(f"dry-run: launch of {spec.service}/{spec.environment} ({spec.settings.count} "
@@ -98,7 +91,7 @@ def _run_slot(aws, spec, facts, call, out):
         instance = aws.call(call)["Instances"][0]
         state = instance["State"]["Name"]
         if state not in ("shutting-down", "terminated"):
-            _say(out, f"launched slot {slot}: {instance['InstanceId']} ({state}, "
+            say(out, f"launched slot {slot}: {instance['InstanceId']} ({state}, "
                       f"{time.monotonic() - started:.1f}s)")
             return instance["InstanceId"]
         replaced.append(instance["InstanceId"])
@@ -109,7 +102,7 @@ def _run_slot(aws, spec, facts, call, out):
 def _execute(aws, spec, facts, plan, out):
     for call in plan.prepare:
         aws.call(call)
-        _say(out, f"{call.label} ({call.op})")
+        say(out, f"{call.label} ({call.op})")
     results = each(lambda call: _run_slot(aws, spec, facts, call, out), plan.launch,
                    PARALLEL_LAUNCHES)
     errors = [error for _, _, error in results if error]
@@ -117,71 +110,7 @@ def _execute(aws, spec, facts, plan, out):
         raise errors[0]
     for call in plan.terminate:
         aws.call(call)
-        _say(out, f"{call.label}: {', '.join(call.kwargs['InstanceIds'])}")
-
-
-def _console_keys(aws, instance_id):
-    output = aws.request("ec2", "GetConsoleOutput", InstanceId=instance_id).get("Output") or ""
-    try:
-        decoded = base64.b64decode(output, validate=True).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        decoded = output
-    return console_host_keys(decoded)
-
-
-def _pin_from_console(aws, pins, instances, out):
-    """Pin the keys cloud-init printed, for instances that have no pins yet."""
-    for instance in instances:
-        if pins.keys(instance.instance_id):
-            continue
-        keys = _console_keys(aws, instance.instance_id)
-        if keys and pins.pin(instance.instance_id, keys):
-            _say(out, f"pinned {len(keys)} host key(s) of {instance.instance_id} from its "
-                      "console output")
-
-
-class SshWait:  # pylint: disable=too-few-public-methods
-    """Wait until each instance answers on SSH with its pinned key (or pin it)."""
-
-    def __init__(self, project, target, aws, out):
-        self.project, self.target, self.aws, self.out = project, target, aws, out
-        self.pins = project.instance_pins
-
-    def _check(self, instance):
-        host = host_of(instance, self.target.ec2, f"{self.project.source}: {where(self.target)}")
-        kinds = [kind for kind, _ in self.pins.keys(instance.instance_id)]
-        kind, data, shown = server_host_key(host.hostname, host.port or 22, kinds)
-        if kinds:
-            if (kind, data) not in self.pins.keys(instance.instance_id):
-                raise DeployError(f"{instance.instance_id} at {host.address}: HOST KEY "
-                                  f"MISMATCH: it offered {shown}, which is not the key pinned "
-                                  f"for this instance in {self.pins.path}")
-        elif self.pins.pin(instance.instance_id, [(kind, data)]):
-            _say(self.out, f"pinned host key {shown} of {instance.instance_id} (first contact)")
-        return host.address
-
-    def wait(self, ids, timeout):
-        """Poll (re-reading addresses) until every instance answered, or give up."""
-        deadline, waiting, last = time.monotonic() + timeout, set(ids), {}
-        while waiting:
-            current = {i.instance_id: i for i in find_instances(
-                self.aws, self.target.service.name, self.target.environment)}
-            ready = [current[i] for i in sorted(waiting) if i in current
-                     and address_of(current[i], self.target.ec2.address)]
-            for instance, address, error in each(self._check, ready):
-                if error is None:
-                    _say(self.out, f"{instance.instance_id} answers on SSH at {address}")
-                    waiting.discard(instance.instance_id)
-                elif "MISMATCH" in str(error):
-                    raise error
-                else:
-                    last[instance.instance_id] = str(error)
-            if waiting and time.monotonic() >= deadline:
-                why = "; ".join(f"{i}: {last.get(i, 'no address yet')}" for i in sorted(waiting))
-                raise DeployError(f"gave up after {timeout:g}s (ec2.wait_timeout) waiting for "
-                                  f"SSH to answer on {len(waiting)} instance(s): {why}")
-            if waiting:
-                time.sleep(1)
+        say(out, f"{call.label}: {', '.join(call.kwargs['InstanceIds'])}")
 
 
 def _settle(aws, spec, out):
@@ -194,7 +123,7 @@ def _settle(aws, spec, out):
     extra = duplicates(found)
     if extra:
         aws.call(terminate_call([i.instance_id for i in extra], "terminate duplicates"))
-        _say(out, "terminated duplicate instance(s) of a slot: " +
+        say(out, "terminated duplicate instance(s) of a slot: " +
              ", ".join(i.instance_id for i in extra))
         gone = {i.instance_id for i in extra}
         found = [i for i in found if i.instance_id not in gone]
@@ -214,7 +143,7 @@ def launch(project, target, options, out=print):
         raise ConfigError(f"{project.source}: {where(target)}.public_key: the key pair "
                           f"{settings.key_name!r} does not exist, and no readable public key "
                           f"is configured to import it from ({settings.public_key or 'none'})")
-    _say(out, f"{spec.service}/{spec.environment}: {len(plan.launch)} to launch, "
+    say(out, f"{spec.service}/{spec.environment}: {len(plan.launch)} to launch, "
               f"{settings.count} wanted")
     started = time.monotonic()
     _execute(aws, spec, facts, plan, out)
@@ -224,7 +153,7 @@ def launch(project, target, options, out=print):
     if any(i.state != "running" for i in final):
         aws.wait_running([i.instance_id for i in final], settings.wait_timeout)
         final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
-    _pin_from_console(aws, project.instance_pins, final, out)
+    pin_from_console(aws, project.instance_pins, final, out)
     if not options.get("no_wait") and final:
         SshWait(project, target, aws, out).wait([i.instance_id for i in final],
                                                 settings.wait_timeout)
@@ -247,7 +176,7 @@ def hosts(project, target, options, out=print):
     if options.get("dry"):
         for line in batch_lines(None, Batch("read-only", fact_calls(
                 LaunchSpec(target.service.name, target.environment, settings))[:1])):
-            _say(out, line)
+            say(out, line)
         out("dry-run: no request was made")
         return 0
     aws = Aws(settings.region, settings.max_attempts)
@@ -268,7 +197,7 @@ def terminate(project, target, options, out=print):
         call = terminate_call(["<every instance of the environment>"], f"terminate {name}")
         for line in batch_lines(None, Batch("calls", (fact_calls(LaunchSpec(
                 target.service.name, target.environment, settings))[0], call))):
-            _say(out, line)
+            say(out, line)
         out("dry-run: no request was made")
         return 0
     aws = Aws(settings.region, settings.max_attempts)
