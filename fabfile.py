@@ -3,7 +3,7 @@ from fabric import task
 from invoke.exceptions import Exit
 
 from ci.cli import main as run_gates
-from deploy import deployment, launch as ec2, operations
+from deploy import deployment, ec2hosts, launch as ec2, operations
 from deploy.cli import remember_selection, run_command
 
 
@@ -63,10 +63,10 @@ def launch(c, no_wait=False, allow_terminate=False):
 @task(name="hosts")
 def list_hosts(c):
     """List the EC2 environment's instances: slot, id, state, address, age."""
-    run_command(c, ec2.hosts, inventory=False)
+    run_command(c, ec2hosts.hosts, inventory=False)
 
 
 @task(help={"yes": "really terminate (without it: say what would be terminated)"})
 def terminate(c, yes=False):
     """Terminate every instance of the EC2 environment (asks for --yes)."""
-    run_command(c, ec2.terminate, inventory=False, yes=yes)
+    run_command(c, ec2hosts.terminate, inventory=False, yes=yes)

@@ -35,9 +35,9 @@ THROTTLING = ("Throttling", "RequestLimitExceeded", "TooManyRequests")
 class CloudError(FabshipError):
     """An AWS call failed; exit 2 when the input (credentials, settings) is at fault."""
 
-    def __init__(self, message, exit_code=1):
+    def __init__(self, message, exit_code=1, code=None):
         super().__init__(message)
-        self.exit_code = exit_code
+        self.exit_code, self.code = exit_code, code
 
 
 def _client_error(exc, call):
@@ -48,11 +48,11 @@ def _client_error(exc, call):
                  None)
     text = f"AWS call {call} failed: {code}: {message}".rstrip(": ")
     if check:
-        return CloudError(f"{text}. Check {check}. Nothing was launched by this call.", 2)
+        return CloudError(f"{text}. Check {check}. Nothing was launched by this call.", 2, code)
     if code.startswith(THROTTLING) or status >= 500:
         return CloudError(f"{text} (still failing after botocore's retries; try again "
-                          "later or raise ec2.max_attempts).")
-    return CloudError(f"{text}.", 2 if 400 <= status < 500 else 1)
+                          "later or raise ec2.max_attempts).", 1, code)
+    return CloudError(f"{text}.", 2 if 400 <= status < 500 else 1, code)
 
 
 CAUSES = (  # botocore exception -> (what to do, exit code)

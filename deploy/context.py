@@ -106,7 +106,7 @@ def host_basics(env, target, host, extra=None):
     variables = {**target.vars, **host.vars, "host": host.hostname, "service": service.name,
                  "environment": target.environment or "", **(extra or {})}
     root = render_string(env, target.root_template, variables, f"{where}.root")
-    if not SAFE_ROOT.fullmatch(root) or ".." in root.split("/"):
+    if not SAFE_ROOT.fullmatch(root) or {"", ".", ".."} & set(root.split("/")[1:]):
         raise ConfigError(f"{where}.root: expected an absolute path of letters, digits and "
                           f"._/- (it goes into process manager configs), got {root!r}")
     if service.manager == "supervisor" and len(f"{root}/{SOCKET}".encode()) > MAX_SOCKET_PATH:

@@ -86,8 +86,9 @@ def _ingress(reader, raw, path):
 def _security_group(reader, raw, path):
     reader.mapping(raw, path, ("name", "ingress"))
     name = reader.text(raw.get("name"), f"{path}.name", GROUP_NAME, "a security group name")
-    if name.lower().startswith("sg-"):
-        reader.fail(f"{path}.name", "a name not starting with sg-", name)
+    if name.lower().startswith("sg-") or name.lower() == "default":
+        reader.fail(f"{path}.name", "a name of fabship's own group (not default, not sg-...)",
+                    name)
     rules = reader.listing(raw.get("ingress", []), f"{path}.ingress")
     parsed = tuple(_ingress(reader, rule, f"{path}.ingress[{i}]") for i, rule in enumerate(rules))
     return SecurityGroup(name, tuple(dict.fromkeys(parsed)))

@@ -36,7 +36,8 @@ def fact_calls(spec):
     if s.security_group:
         calls.append(Ec2Call("ec2", "DescribeSecurityGroups", (("Filters", [
             {"Name": "group-name", "Values": [s.security_group.name]},
-            {"Name": "vpc-id", "Values": ["<the VPC>"]}]),), "find the security group"))
+            {"Name": "vpc-id", "Values": ["<the VPC, if there is one>"]}]),),
+            "find the security group"))
     if s.key_name:
         calls.append(Ec2Call("ec2", "DescribeKeyPairs", (("Filters", [
             {"Name": "key-name", "Values": [s.key_name]}]),), "find the key pair"))
@@ -65,7 +66,7 @@ def gather(aws, spec):
         vpcs = aws.request("ec2", "DescribeVpcs",
                            Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
         vpc = vpcs[0]["VpcId"] if vpcs else None
-    group_id, rules = None, frozenset()
+    group_id, rules, owned = None, frozenset(), True
     if s.security_group:
         filters = [{"Name": "group-name", "Values": [s.security_group.name]}]
         if vpc:
@@ -73,8 +74,10 @@ def gather(aws, spec):
         groups = aws.request("ec2", "DescribeSecurityGroups", Filters=filters)["SecurityGroups"]
         if groups:
             group_id, rules = groups[0]["GroupId"], parse_rules(groups[0].get("IpPermissions"))
+            tags = {t["Key"]: t.get("Value") for t in groups[0].get("Tags", ())}
+            owned = tags.get("managed-by") == "fabship"
     key_exists = False
     if s.key_name:
         key_exists = bool(aws.request("ec2", "DescribeKeyPairs", Filters=[
             {"Name": "key-name", "Values": [s.key_name]}])["KeyPairs"])
-    return LaunchFacts(True, instances, ami, vpc, group_id, rules, key_exists)
+    return LaunchFacts(True, instances, ami, vpc, group_id, rules, key_exists, owned)

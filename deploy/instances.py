@@ -1,4 +1,5 @@
 """EC2 instances as fabship sees them: parsed from DescribeInstances, addressed, tabled."""
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -7,8 +8,10 @@ from .errors import ConfigError
 from .hosts import parse_host
 
 MANAGED = ("managed-by", "fabship")
+TOKEN_PREFIX = "fabship-"  # every instance fabship launches carries such a ClientToken
 SERVICE_TAG, ENV_TAG, SLOT_TAG = "fabship:service", "fabship:env", "fabship:slot"
 LIVE = ("pending", "running")
+TAG_VALUE = re.compile(r"[A-Za-z0-9._/:@+=,-]{1,256}")
 
 
 @dataclass(frozen=True)
@@ -23,11 +26,19 @@ class Instance:  # pylint: disable=too-many-instance-attributes
     public_ip: str | None = None
     public_dns: str | None = None
     tags: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    client_token: str | None = None
+    reason: str | None = None  # why it is in its state (StateReason), if EC2 says
 
     @property
     def live(self):
         """Pending or running: it holds its slot."""
         return self.state in LIVE
+
+    @property
+    def owned(self):
+        """Launched by fabship: tags can be copied or forged, the ClientToken cannot."""
+        return bool(self.client_token and self.client_token.startswith(TOKEN_PREFIX)
+                    and self.slot)
 
 
 def ownership_tags(service, environment):
@@ -58,7 +69,8 @@ def parse_instances(reservations):
                 private_ip=raw.get("PrivateIpAddress") or None,
                 public_ip=raw.get("PublicIpAddress") or None,
                 public_dns=raw.get("PublicDnsName") or None,
-                tags=MappingProxyType(tags)))
+                tags=MappingProxyType(tags), client_token=raw.get("ClientToken") or None,
+                reason=raw.get("StateReason", {}).get("Message") or None))
     return tuple(sorted(found, key=lambda i: (i.slot or 0, _launched_key(i), i.instance_id)))
 
 
@@ -67,12 +79,31 @@ def _launched_key(instance):
 
 
 def by_slot(instances):
-    """{slot: [live instances, oldest first]}."""
+    """{slot: [live instances fabship launched, oldest first]}."""
     slots = {}
     for instance in sorted(instances, key=lambda i: (_launched_key(i), i.instance_id)):
-        if instance.live and instance.slot:
+        if instance.live and instance.owned:
             slots.setdefault(instance.slot, []).append(instance)
     return slots
+
+
+def foreign(instances):
+    """Live instances that carry fabship's tags but were not launched by it: never touched."""
+    return tuple(i for i in instances if i.live and not i.owned)
+
+
+def owned_live(instances):
+    """The pending or running instances fabship launched."""
+    return [i for i in instances if i.live and i.owned]
+
+
+def warn_foreign(instances, out):
+    """Say which tagged instances fabship leaves alone."""
+    strangers = foreign(instances)
+    if strangers:
+        out(f"ignored {len(strangers)} instance(s) that carry this environment's tags but "
+            f"were not launched by fabship (no fabship ClientToken): "
+            f"{', '.join(i.instance_id for i in strangers)}")
 
 
 def address_of(instance, how):
@@ -82,15 +113,18 @@ def address_of(instance, how):
     return getattr(instance, how)
 
 
-def host_of(instance, settings, where):
-    """The deploy Host of a running instance; ConfigError when it has no such address."""
+def host_of(instance, settings, where, declared=()):
+    """The deploy Host of a running instance; ConfigError when it has no such address.
+
+    `declared`: the variable names a `var_tags` tag may set (the environment's vars).
+    """
     address = address_of(instance, settings.address)
     if not address:
         raise ConfigError(f"{where}.address: instance {instance.instance_id} (slot "
                           f"{instance.slot}) has no {settings.address}; choose another "
                           "address (public_ip, private_ip, public_dns or tag:NAME)")
     try:
-        host = parse_host(address, {**tag_vars(instance, settings.var_tags, where),
+        host = parse_host(address, {**tag_vars(instance, settings.var_tags, where, declared),
                                     "slot": instance.slot, "instance_id": instance.instance_id})
     except ValueError as exc:
         raise ConfigError(f"{where}.address: instance {instance.instance_id}: {exc}") from exc
@@ -98,17 +132,26 @@ def host_of(instance, settings, where):
     return type(host)(host.hostname, user, host.port, host.vars, instance.instance_id)
 
 
-def tag_vars(instance, prefix, where):
-    """Host variables from the instance's tags named PREFIX<var> (when var_tags is set)."""
+def tag_vars(instance, prefix, where, declared=()):
+    """Host variables from the instance's tags named PREFIX<var> (when var_tags is set).
+
+    Anyone allowed to tag instances writes these: only variables the environment
+    declares (with defaults) may be set, and only to one plain word or path.
+    """
     if not prefix:
         return {}
     found = {}
     for key, value in instance.tags.items():
         if key.startswith(prefix):
             name = key[len(prefix):]
-            if not name.isidentifier():
+            if name not in declared:
                 raise ConfigError(f"{where}.var_tags: instance {instance.instance_id} has tag "
-                                  f"{key!r}; expected {prefix}<variable name>")
+                                  f"{key!r}, but {name!r} is not a variable declared (with a "
+                                  f"default) in the environment's vars")
+            if not TAG_VALUE.fullmatch(value):
+                raise ConfigError(f"{where}.var_tags: instance {instance.instance_id}: tag "
+                                  f"{key!r} must be letters, digits and ._/:@+=,- (one line, "
+                                  "at most 256)")
             whole = value.isascii() and value.isdigit() and (value == "0" or value[0] != "0")
             found[name] = int(value) if whole else value
     return found

@@ -28,13 +28,14 @@ def running_hosts(target, source, aws=None):
     """Hosts of the environment's running instances, by slot."""
     settings = target.ec2
     aws = aws or Aws(settings.region, settings.max_attempts)
-    instances = [i for i in find_instances(aws, target.service.name, target.environment)
-                 if i.state == "running"]
+    found = find_instances(aws, target.service.name, target.environment)
+    instances = [i for i in found if i.state == "running" and i.owned]
     if not instances:
         raise DeployError(f"{target.service.name}/{target.environment}: no running EC2 "
                           "instances; launch them with "
                           f"`fab service --env {target.environment} launch`")
-    return tuple(host_of(i, settings, f"{source}: {where(target)}") for i in instances)
+    return tuple(host_of(i, settings, f"{source}: {where(target)}", target.vars)
+                 for i in instances)
 
 
 def resolve(target, dry, source):

@@ -6,10 +6,11 @@ reconcile duplicates -> wait for SSH and pin host keys per instance id -> table.
 import time
 from pathlib import Path
 
-from .aws import Aws
+from .aws import Aws, CloudError
 from .ec2facts import fact_calls, find_instances, gather
+from .ec2hosts import require_ec2
 from .errors import ConfigError, DeployError
-from .instances import TABLE_HEADER, table_rows
+from .instances import TABLE_HEADER, owned_live, table_rows, warn_foreign
 from .inventory import where
 from .parallel import each
 from .printer import batch_lines, summary_table
@@ -21,14 +22,6 @@ from .steps import Batch
 
 PARALLEL_LAUNCHES = 8
 REPLAYS = 3  # a token that replays a terminated instance is replaced at most this often
-
-
-def _require_ec2(target):
-    if target.ec2 is None:
-        name = target.environment or "(--hosts)"
-        raise ConfigError(f"environment {name!r} of {target.service.name!r} has no `ec2:` "
-                          "block; launch, hosts and terminate act on EC2 environments only")
-    return target.ec2
 
 
 def _public_key(project, settings, path):
@@ -49,7 +42,7 @@ def _public_key(project, settings, path):
 
 def launch_spec(project, target):
     """What the environment asks for, with user data rendered and the public key read."""
-    settings = _require_ec2(target)
+    settings = require_ec2(target)
     path = f"{project.source}: {where(target)}"
     user_data = None
     if settings.user_data:
@@ -83,12 +76,23 @@ def dry_run(spec, out):
 
 
 def _run_slot(aws, spec, facts, call, out):
-    """RunInstances for one slot; a token replaying a terminated instance is replaced."""
+    """RunInstances for one slot; a token replaying a terminated instance is replaced.
+
+    So is a token EC2 still remembers for other parameters (IdempotentParameterMismatch:
+    the slot's old instance left DescribeInstances, the AMI or group changed since).
+    """
     slot = int(call.label.rsplit(" ", 1)[-1])
     replaced = list(replaced_ids(facts.instances, slot))
-    for _ in range(REPLAYS):
+    for attempt in range(REPLAYS):
         started = time.monotonic()
-        instance = aws.call(call)["Instances"][0]
+        try:
+            instance = aws.call(call)["Instances"][0]
+        except CloudError as exc:
+            if exc.code != "IdempotentParameterMismatch":
+                raise
+            replaced.append(f"mismatch-{attempt}")
+            call = run_call(spec, slot, facts, replaced)
+            continue
         state = instance["State"]["Name"]
         if state not in ("shutting-down", "terminated"):
             say(out, f"launched slot {slot}: {instance['InstanceId']} ({state}, "
@@ -113,7 +117,7 @@ def _execute(aws, spec, facts, plan, out):
         say(out, f"{call.label}: {', '.join(call.kwargs['InstanceIds'])}")
 
 
-def _settle(aws, spec, out):
+def _settle(aws, spec, out, pins):
     """The live instances after the calls; a slot's duplicates terminated, oldest kept.
 
     A retried RunInstances whose first answer was lost makes a second instance where
@@ -123,11 +127,25 @@ def _settle(aws, spec, out):
     extra = duplicates(found)
     if extra:
         aws.call(terminate_call([i.instance_id for i in extra], "terminate duplicates"))
+        pins.forget(i.instance_id for i in extra)
         say(out, "terminated duplicate instance(s) of a slot: " +
              ", ".join(i.instance_id for i in extra))
         gone = {i.instance_id for i in extra}
         found = [i for i in found if i.instance_id not in gone]
-    return [i for i in found if i.live]
+    return owned_live(found)
+
+
+def _missing(aws, spec, final, out):
+    """Slots 1..count without a running instance, said with EC2's reason; True if any."""
+    running = {i.slot for i in final if i.state == "running"}
+    missing = [slot for slot in range(1, spec.settings.count + 1) if slot not in running]
+    if missing:
+        found = find_instances(aws, spec.service, spec.environment)
+        for slot in missing:
+            why = [f"{i.instance_id} {i.state}" + (f" ({i.reason})" if i.reason else "")
+                   for i in found if i.slot == slot and i.owned] or ["no instance"]
+            out(f"slot {slot} has no running instance: {', '.join(why)}")
+    return bool(missing)
 
 
 def launch(project, target, options, out=print):
@@ -139,6 +157,11 @@ def launch(project, target, options, out=print):
     aws = Aws(settings.region, settings.max_attempts)
     facts = gather(aws, spec)
     plan = plan_launch(spec, facts, options.get("allow_terminate", False))
+    if facts.group_id and not facts.group_owned:
+        raise ConfigError(f"{project.source}: {where(target)}.security_group.name: the group "
+                          f"{settings.security_group.name!r} ({facts.group_id}) exists but is "
+                          "not fabship's (no managed-by: fabship tag), and fabship reconciles "
+                          "the rules of its own groups only; choose another name")
     if any(c.op == "ImportKeyPair" for c in plan.prepare) and spec.public_key is None:
         raise ConfigError(f"{project.source}: {where(target)}.public_key: the key pair "
                           f"{settings.key_name!r} does not exist, and no readable public key "
@@ -146,72 +169,31 @@ def launch(project, target, options, out=print):
     say(out, f"{spec.service}/{spec.environment}: {len(plan.launch)} to launch, "
               f"{settings.count} wanted")
     started = time.monotonic()
+    pins = project.instance_pins
     _execute(aws, spec, facts, plan, out)
-    final = [i for i in facts.instances if i.live]
+    for call in plan.terminate:
+        pins.forget(call.kwargs["InstanceIds"])
+    final = owned_live(facts.instances)
     if plan.calls:  # something changed: look again
-        final = _settle(aws, spec, out)
+        final = _settle(aws, spec, out, pins)
     if any(i.state != "running" for i in final):
         aws.wait_running([i.instance_id for i in final], settings.wait_timeout)
-        final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
-    pin_from_console(aws, project.instance_pins, final, out)
-    if not options.get("no_wait") and final:
+        final = owned_live(find_instances(aws, spec.service, spec.environment))
+    if options.get("no_wait"):
+        pin_from_console(aws, pins, final, out)
+    elif final:
         SshWait(project, target, aws, out).wait([i.instance_id for i in final],
                                                 settings.wait_timeout)
-        final = [i for i in find_instances(aws, spec.service, spec.environment) if i.live]
+        final = owned_live(find_instances(aws, spec.service, spec.environment))
     out(summary_table(table_rows(final, settings.address), TABLE_HEADER))
     out(f"{len(final)} instance(s) of {spec.service}/{spec.environment} ({len(plan.launch)} "
         f"launched, {time.monotonic() - started:.1f}s, {aws.requests} API requests)")
+    warn_foreign(facts.instances, out)
+    if _missing(aws, spec, final, out):
+        return 1
     if plan.kept_surplus:
         out(f"{len(plan.kept_surplus)} instance(s) above count {settings.count} were kept "
             f"(slots {', '.join(str(i.slot) for i in plan.kept_surplus)}): rerun with "
             "--allow-terminate to terminate them, highest slot first")
         return 1
-    return 0
-
-
-def hosts(project, target, options, out=print):
-    """The environment's instances (not yet terminated), as a table."""
-    del project  # the signature every command shares
-    settings = _require_ec2(target)
-    if options.get("dry"):
-        for line in batch_lines(None, Batch("read-only", fact_calls(
-                LaunchSpec(target.service.name, target.environment, settings))[:1])):
-            say(out, line)
-        out("dry-run: no request was made")
-        return 0
-    aws = Aws(settings.region, settings.max_attempts)
-    found = [i for i in find_instances(aws, target.service.name, target.environment)
-             if i.state != "terminated"]
-    if not found:
-        out(f"no instances of {target.service.name}/{target.environment}")
-        return 0
-    out(summary_table(table_rows(found, settings.address), TABLE_HEADER))
-    return 0
-
-
-def terminate(project, target, options, out=print):
-    """Terminate every instance of the environment; without `yes`, say what it would do."""
-    settings = _require_ec2(target)
-    name = f"{target.service.name}/{target.environment}"
-    if options.get("dry"):
-        call = terminate_call(["<every instance of the environment>"], f"terminate {name}")
-        for line in batch_lines(None, Batch("calls", (fact_calls(LaunchSpec(
-                target.service.name, target.environment, settings))[0], call))):
-            say(out, line)
-        out("dry-run: no request was made")
-        return 0
-    aws = Aws(settings.region, settings.max_attempts)
-    doomed = [i for i in find_instances(aws, target.service.name, target.environment)
-              if i.state not in ("shutting-down", "terminated")]
-    if not doomed:
-        out(f"no instances of {name} to terminate")
-        return 0
-    out(summary_table(table_rows(doomed, settings.address), TABLE_HEADER))
-    if not options.get("yes"):
-        out(f"refusing: this would terminate the {len(doomed)} instance(s) of {name} above; "
-            "rerun with --yes to do it")
-        return 1
-    aws.call(terminate_call([i.instance_id for i in doomed], f"terminate {name}"))
-    project.instance_pins.forget(i.instance_id for i in doomed)
-    out(f"terminated {len(doomed)} instance(s) of {name}")
     return 0

@@ -10,7 +10,7 @@ from .errors import DeployError
 from .executor import run_plans
 from .parallel import each
 from .planner import owner_record, probe_batch, reload_step, restart_steps
-from .printer import plan_lines, summary_table
+from .printer import plan_lines, prefixed, summary_table
 from .render import environment
 from .session import connected, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
@@ -111,9 +111,20 @@ def _read_all(project, target, command_for):
     return rows
 
 
+def _dry_read(project, target, command_for, out):
+    """The dry-run of a read-only command: what each host would run; no connection."""
+    for host, layout, url in _hosts(project, target):
+        for line in prefixed(host.address, [f"would run: {shlex.join(command_for(layout, url))}"]):
+            out(line)
+    out(f"dry-run: read-only, on {len(target.hosts)} host(s); nothing was run, no connection "
+        "made")
+    return 0
+
+
 def status(project, target, options, out=print):
     """Per host: current release, commit, health, lock holder; exit 1 unless all healthy."""
-    del options
+    if options.get("dry"):
+        return _dry_read(project, target, status_cmd.command, out)
     rows = []
     for host, ok, text in _read_all(project, target, status_cmd.command):
         if not ok:
@@ -129,6 +140,9 @@ def status(project, target, options, out=print):
 def history(project, target, options, out=print):
     """The deploy log of every host, oldest first; exit 1 if a host could not be read."""
     limit = int(options.get("limit") or 20)
+    if options.get("dry"):
+        return _dry_read(project, target, lambda layout, url: status_cmd.history(layout, limit),
+                         out)
     rows, failed = [], False
     for host, ok, text in _read_all(project, target,
                                     lambda layout, url: status_cmd.history(layout, limit)):

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass, field
 
 from .ec2config import Ec2Settings
-from .instances import SLOT_TAG, by_slot, ownership_tags
+from .instances import SLOT_TAG, TOKEN_PREFIX, by_slot, ownership_tags
 from .steps import Ec2Call, Ref
 
 GROUP_REF = Ref("security group id")
@@ -27,6 +27,7 @@ class LaunchFacts:  # pylint: disable=too-many-instance-attributes
     group_id: str | None = None
     group_rules: frozenset = frozenset()  # {(protocol, port, cidr)}
     key_exists: bool = False
+    group_owned: bool = True  # the existing group carries fabship's tags
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ def client_token(spec, slot, replaced=()):
     """
     text = json.dumps([spec.service, spec.environment, slot, settings_key(spec),
                        sorted(replaced)])
-    return "fabship-" + hashlib.sha256(text.encode()).hexdigest()[:48]
+    return TOKEN_PREFIX + hashlib.sha256(text.encode()).hexdigest()[:48]
 
 
 def parse_rules(permissions):
@@ -193,8 +194,9 @@ def run_call(spec, slot, facts, replaced=()):
 
 
 def replaced_ids(instances, slot):
-    """Ids of the slot's terminated (or terminating) instances."""
-    return tuple(i.instance_id for i in instances if i.slot == slot and not i.live)
+    """Ids of the slot's instances that no longer hold it (terminated, stopped)."""
+    return tuple(i.instance_id for i in instances
+                 if i.slot == slot and i.owned and not i.live)
 
 
 def terminate_call(ids, label):

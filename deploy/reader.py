@@ -1,4 +1,5 @@
 """Type checks for config values that name the file and key path in every error."""
+import math
 import re
 from types import MappingProxyType
 
@@ -42,7 +43,8 @@ class Reader:
 
     def number(self, value, path, low, kind=float):
         """A number (int when kind is int) no smaller than `low`."""
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
         if ok and kind is int:
             ok = isinstance(value, int)
         if not ok or value < low:

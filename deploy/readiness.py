@@ -9,6 +9,7 @@ import binascii
 import time
 
 from .ec2facts import find_instances
+from .aws import CloudError
 from .errors import DeployError
 from .hostkeys import console_host_keys
 from .instances import address_of, host_of
@@ -26,9 +27,18 @@ def say(out, text):
     out(f"[ec2] {text}")
 
 
-def console_keys(aws, instance_id):
-    """The host keys in an instance's console output (base64 or plain text), if any."""
-    output = aws.request("ec2", "GetConsoleOutput", InstanceId=instance_id).get("Output") or ""
+def console_keys(aws, instance_id, out):
+    """The host keys in an instance's console output (base64 or plain text), if any.
+
+    Without the permission (or any answer), there are none: say so, pin at first contact.
+    """
+    try:
+        output = aws.request("ec2", "GetConsoleOutput",
+                             InstanceId=instance_id).get("Output") or ""
+    except CloudError as exc:
+        say(out, f"no console output for {instance_id} ({exc}); its host key will be pinned "
+                 "at first contact")
+        return []
     try:
         decoded = base64.b64decode(output, validate=True).decode("utf-8", "replace")
     except (binascii.Error, ValueError):
@@ -41,7 +51,7 @@ def pin_from_console(aws, pins, instances, out):
     for instance in instances:
         if pins.keys(instance.instance_id):
             continue
-        keys = console_keys(aws, instance.instance_id)
+        keys = console_keys(aws, instance.instance_id, out)
         if keys and pins.pin(instance.instance_id, keys):
             say(out, f"pinned {len(keys)} host key(s) of {instance.instance_id} from its "
                       "console output")
@@ -55,20 +65,26 @@ class SshWait:  # pylint: disable=too-few-public-methods
         self.pins = project.instance_pins
 
     def _check(self, instance):
-        host = host_of(instance, self.target.ec2, f"{self.project.source}: {where(self.target)}")
-        kinds = [kind for kind, _ in self.pins.keys(instance.instance_id)]
+        host = host_of(instance, self.target.ec2, f"{self.project.source}: {where(self.target)}",
+                       self.target.vars)
+        pinned = self.pins.keys(instance.instance_id)
         try:
-            kind, data, shown = server_host_key(host.hostname, host.port or 22, kinds)
+            kind, data, shown = server_host_key(host.hostname, host.port or 22,
+                                                [kind for kind, _ in pinned])
         except DeployError as exc:
             raise NoAnswer(str(exc)) from exc
-        if kinds:
-            if (kind, data) not in self.pins.keys(instance.instance_id):
-                raise DeployError(f"{instance.instance_id} at {host.address}: HOST KEY "
-                                  f"MISMATCH: it offered {shown}, which is not the key pinned "
-                                  f"for this instance in {self.pins.path}; nothing was "
-                                  "deployed to it. If the instance was rebuilt, remove its "
-                                  "lines from that file.")
-        elif self.pins.pin(instance.instance_id, [(kind, data)]):
+        if not pinned:  # it answers now: cloud-init has likely printed its keys by then
+            pinned = console_keys(self.aws, instance.instance_id, self.out)
+            if pinned and self.pins.pin(instance.instance_id, pinned):
+                say(self.out, f"pinned {len(pinned)} host key(s) of {instance.instance_id} "
+                              "from its console output")
+        if pinned and (kind, data) not in pinned:
+            raise DeployError(f"{instance.instance_id} at {host.address}: HOST KEY "
+                              f"MISMATCH: it offered {shown}, which is not a key pinned "
+                              f"for this instance in {self.pins.path}; nothing was "
+                              "deployed to it. If the instance was rebuilt, remove its "
+                              "lines from that file.")
+        if not pinned and self.pins.pin(instance.instance_id, [(kind, data)]):
             say(self.out, f"pinned host key {shown} of {instance.instance_id} (first contact)")
         return host.address
 

@@ -118,8 +118,10 @@ def test_ec2_errors_name_the_key(change, message):
 
 
 @pytest.mark.parametrize("group, message", [
-    ({"name": "sg-123"}, "security_group.name: expected a name not starting with sg-"),
-    ({"name": "SG-web"}, "security_group.name: expected a name not starting with sg-"),
+    ({"name": "sg-123"}, "security_group.name: expected a name of fabship's own group"),
+    ({"name": "SG-web"}, "security_group.name: expected a name of fabship's own group"),
+    ({"name": "default"}, "security_group.name: expected a name of fabship's own group "
+                          "(not default, not sg-...), got 'default'"),
     ({"name": ""}, "security_group.name: expected a security group name"),
     ({"name": "web", "ingress": {"port": 22}}, "security_group.ingress: expected a list"),
     ({"name": "web", "ingress": [{"port": 22, "cidr": "10.0.0.300/8"}]},

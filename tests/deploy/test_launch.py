@@ -323,3 +323,45 @@ def test_bad_public_key_file_stops_before_any_launch(make_project, moto, proxy):
     assert proxy.requests > 0 and not WRITES & set(proxy.actions), proxy.actions
     assert not moto.instances("badkey") and moto.key_pair("fabship-badkey") is None
     assert moto.group("hello-badkey") is None
+
+
+def test_instances_fabship_did_not_launch_are_never_touched(make_project, moto):
+    """Copied or forged tags do not make an instance fabship's: no slot, no terminate."""
+    # pylint: disable=redefined-outer-name
+    project = make_project("strangers", 1)
+    ec2 = moto.client("ec2")
+    tags = [{"Key": "fabship:service", "Value": "hello"},
+            {"Key": "fabship:env", "Value": "strangers"}, {"Key": "fabship:slot", "Value": "1"},
+            {"Key": "managed-by", "Value": "fabship"}]
+    stranger = ec2.run_instances(ImageId=moto.image_id(), MinCount=1, MaxCount=1,
+                                 TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+                                 )["Instances"][0]["InstanceId"]
+    launched = project.fab(*LAUNCH)
+    assert launched.returncode == 0, launched.stderr
+    assert "(1 launched" in launched.stdout
+    assert f"were not launched by fabship (no fabship ClientToken): {stranger}" in launched.stdout
+    assert stranger not in table(launched.stdout)[1]
+    listed = project.fab("hosts")
+    assert stranger in listed.stdout and "not launched by fabship" in listed.stdout
+    gone = project.fab("terminate", "--yes")
+    assert gone.returncode == 0 and "terminated 1 instance(s)" in gone.stdout
+    assert states(moto, "strangers")[stranger] == "running"
+
+
+def test_a_security_group_fabship_does_not_own_is_left_alone(make_project, moto, proxy):
+    """A group of that name made by someone else: exit 2, its rules untouched."""
+    # pylint: disable=redefined-outer-name
+    project = make_project("theirs", 1)
+    ec2 = moto.client("ec2")
+    group = ec2.create_security_group(GroupName="hello-theirs", Description="not fabship's")
+    ec2.authorize_security_group_ingress(GroupId=group["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
+         "IpRanges": [{"CidrIp": "10.1.0.0/16"}]}])
+    proc = project.fab(*LAUNCH, endpoint=proxy.endpoint)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    error = error_of(proc)
+    assert "security_group.name" in error and group["GroupId"] in error
+    assert "not fabship's" in error
+    assert not WRITES & set(proxy.actions) and not moto.instances("theirs")
+    rules = ec2.describe_security_groups(GroupIds=[group["GroupId"]])["SecurityGroups"][0]
+    assert [p["FromPort"] for p in rules["IpPermissions"]] == [5432]

@@ -30,7 +30,7 @@ def spec(**settings):
 def inst(slot, state="running", minutes=60, suffix=0):
     """An instance of a slot, launched `minutes` before NOW."""
     return Instance(f"i-0{slot:02d}{suffix:02d}0000000000000", slot, state,
-                    NOW - timedelta(minutes=minutes))
+                    NOW - timedelta(minutes=minutes), client_token=f"fabship-{slot}{suffix}")
 
 
 def facts(*instances, **changes):
