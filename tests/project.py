@@ -64,16 +64,26 @@ class Project:
         (self.root / "fabric.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     def commit(self, message="change", gates_pass=True):
-        """Commit everything and write a gate record for the new HEAD."""
+        """Commit everything and write a gate record for the new HEAD.
+
+        `gates_pass=None` writes no record: whatever reports/gates.json holds stays.
+        """
         git(self.root, "add", "-A")
         git(self.root, "commit", "-qm", message, "--allow-empty")
         head = git(self.root, "rev-parse", "HEAD")
+        if gates_pass is None:
+            return head
         reports = self.root / "reports"
         reports.mkdir(exist_ok=True)
         (reports / "gates.json").write_text(json.dumps({
             "version": 1, "commit": head, "dirty": False, "passed": gates_pass,
             "gates": {"unit": {"status": "passed" if gates_pass else "failed"}}}))
         return head
+
+    def run_gates(self, timeout=300):
+        """`python -m ci` in the project root, as a user runs it; CompletedProcess."""
+        return subprocess.run([sys.executable, "-m", "ci"], cwd=self.root, capture_output=True,
+                              text=True, timeout=timeout, check=False)
 
     def fab(self, *args, timeout=300, key=None, env=None):
         """Run `fab -i <fleet key> ARGS` in the project; return CompletedProcess."""

@@ -8,8 +8,13 @@ venv=$1 bundle=$2 python=$3
 rm -rf "$venv" "$venv.wheels" && mkdir -p "$venv.wheels"
 tar -xzf "$bundle" -C "$venv.wheels"
 "$python" -m venv "$venv"
+printf '%s\n' "$$" > "$venv/.builder"
 "$venv/bin/python" -m pip install --quiet --no-index --disable-pip-version-check \
   --find-links "$venv.wheels" -r "$venv.wheels/requirements.txt"
+if [ "$(cat "$venv/.builder" 2>/dev/null)" != "$$" ]; then
+  echo "another build of $venv started meanwhile (a killed deploy's?); not marking it complete"
+  exit 1
+fi
 rm -rf "$venv.wheels" "$bundle"
 touch "$venv/.complete"
 """
@@ -62,7 +67,11 @@ def extract(tarball, dest):
 
 
 def install_deps(venv, bundle, python):
-    """Build venvs/<hash> from the shipped wheels, offline; `.complete` marks it done."""
+    """Build venvs/<hash> from the shipped wheels, offline; `.complete` marks it done.
+
+    Only the build that is still the venv's latest marks it: a killed deploy's build
+    may go on running on the host while a rerun rebuilds the same venv.
+    """
     return script(INSTALL_DEPS, venv, bundle, python)
 
 
