@@ -52,7 +52,7 @@ def build_record(results, commit, dirty, now=None):
         "commit": commit,
         "dirty": dirty,
         "finished": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "passed": all(result.passed for result in results),
+        "passed": bool(results) and all(result.passed for result in results),
         "gates": {result.name: result.as_record() for result in results},
     }
 

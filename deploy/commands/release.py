@@ -5,7 +5,9 @@ from . import script
 
 INSTALL_DEPS = r"""
 venv=$1 bundle=$2 python=$3
-rm -rf "$venv" "$venv.wheels" && mkdir -p "$venv.wheels"
+rm -f "$venv/.complete"
+rm -rf "$venv" "$venv.wheels"
+mkdir -p "$venv.wheels"
 tar -xzf "$bundle" -C "$venv.wheels"
 "$python" -m venv "$venv"
 printf '%s\n' "$$" > "$venv/.builder"
@@ -97,7 +99,7 @@ def mark_served(release_dir):
 
 def append_history(layout, record_json):
     """Append one JSON line (without its closing brace) plus the finish time."""
-    return script(APPEND_HISTORY, layout.history, record_json.rstrip("}"))
+    return script(APPEND_HISTORY, layout.history, record_json.removesuffix("}"))
 
 
 def prune(directory, keep, protected, order="name"):

@@ -1,0 +1,400 @@
+"""The release and lock builders' argv, run by the local sh against real temporary roots.
+
+Each argv is what a host runs (`sh -c SCRIPT fabship ARGS...`); the tests assert the
+directory tree it leaves behind, as the deploy relies on it.
+"""
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from datetime import datetime, timezone
+
+import pytest
+
+from deploy.artifact import build_source, deterministic_tar
+from deploy.commands import lock, release, script
+from deploy.facts import Facts, parse_facts, parse_lock_owner
+from deploy.layout import Layout
+
+OWNER = json.dumps({"who": "alice", "where": "laptop", "pid": 7, "release": "r2"})
+
+
+def run(argv, **kwargs):
+    """Run a builder's argv as a host would; never raise on a failing exit."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+
+
+def tree(path):
+    """Sorted entry names of a directory, dot-entries included."""
+    return sorted(os.listdir(path))
+
+
+def releases(root, *names):
+    """releases/<name>/ directories under root, each with a marker file."""
+    for name in names:
+        (root / "releases" / name).mkdir(parents=True)
+        (root / "releases" / name / "app.py").write_text(name)
+
+
+def test_script_wraps_a_constant_body_with_positional_arguments():
+    """User input travels as "$1"...; the script stops at the first failing command."""
+    assert script("\necho \"$1|$2\"", "a b", 3) == (
+        "sh", "-c", "set -e\necho \"$1|$2\"", "fabship", "a b", "3")
+    proc = run(script("\necho \"$1|$2\"", "$(id) 'x'", 3))
+    assert proc.stdout == "$(id) 'x'|3\n"
+    failing = run(script("\nfalse\necho after"))
+    assert failing.returncode == 1 and failing.stdout == ""
+
+
+def test_make_dirs_builds_the_layout_idempotently(tmp_path):
+    """mkdir -p of every directory a release needs; running it twice is fine."""
+    layout = Layout(str(tmp_path / "srv" / "hello"))
+    for _ in range(2):
+        assert run(release.make_dirs(layout)).returncode == 0
+    root = tmp_path / "srv" / "hello"
+    assert tree(root) == ["artifacts", "releases", "shared", "venvs"]
+    assert tree(root / "shared") == ["data", "log"]
+
+
+def test_clean_staging_removes_only_half_assembled_releases(tmp_path):
+    """`.<id>.tmp` entries go (files or trees); releases and other dot-entries stay."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1", ".r2.tmp", ".keep")
+    (tmp_path / "releases" / ".r2.tmp" / "deep").mkdir()
+    (tmp_path / "releases" / ".r3.tmp").write_text("partial")
+    assert run(release.clean_staging(layout)).returncode == 0
+    assert tree(tmp_path / "releases") == [".keep", "r1"]
+    assert run(release.clean_staging(layout)).returncode == 0  # nothing left to clean
+    missing = Layout(str(tmp_path / "absent"))
+    assert run(release.clean_staging(missing)).returncode == 0
+    assert not (tmp_path / "absent").exists()
+
+
+def test_keep_upload_extract_link_and_publish_assemble_a_release(tmp_path):
+    """The assembly steps of the planner, in order, on a real tree."""
+    layout = Layout(str(tmp_path))
+    assert run(release.make_dirs(layout)).returncode == 0
+    source = tmp_path / "src"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "app.py").write_text("print('hi')\n")
+    artifact = build_source(source)
+    part = layout.artifact(artifact.name) + ".part"
+    with open(part, "wb") as handle:
+        handle.write(artifact.data)
+    assert run(release.keep_upload(part, layout.artifact(artifact.name))).returncode == 0
+    assert tree(layout.artifacts) == [artifact.name]
+    staging = layout.staging("r1")
+    os.makedirs(os.path.join(staging, ".fabship"))
+    assert run(release.extract(layout.artifact(artifact.name), staging)).returncode == 0
+    venv = layout.venv("k1")
+    os.makedirs(venv)
+    assert run(release.link(venv, os.path.join(staging, ".fabship", "venv"))).returncode == 0
+    assert run(release.link(layout.shared, os.path.join(staging, "shared"))).returncode == 0
+    assert run(release.publish(staging, layout.release("r1"))).returncode == 0
+    done = tmp_path / "releases" / "r1"
+    assert tree(tmp_path / "releases") == ["r1"]
+    assert (done / "pkg" / "app.py").read_text() == "print('hi')\n"
+    assert os.readlink(done / ".fabship" / "venv") == venv
+    assert os.readlink(done / "shared") == layout.shared
+
+
+def test_publish_never_merges_into_an_existing_release(tmp_path):
+    """rename(2) onto a non-empty release fails and leaves both trees as they were."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1", ".r1.tmp")
+    proc = run(release.publish(layout.staging("r1"), layout.release("r1")))
+    assert proc.returncode != 0
+    assert (tmp_path / "releases" / "r1" / "app.py").read_text() == "r1"
+    assert (tmp_path / "releases" / ".r1.tmp" / "app.py").read_text() == ".r1.tmp"
+
+
+def test_link_replaces_an_earlier_link_in_staging(tmp_path):
+    """`ln -sfn` in a staging release repoints the link instead of nesting a new one."""
+    (tmp_path / "v1").mkdir()
+    (tmp_path / "v2").mkdir()
+    name = str(tmp_path / "venv")
+    assert run(release.link(str(tmp_path / "v1"), name)).returncode == 0
+    assert run(release.link(str(tmp_path / "v2"), name)).returncode == 0
+    assert os.readlink(name) == str(tmp_path / "v2")
+    assert tree(tmp_path / "v1") == []
+
+
+def watch_current(layout, switches):
+    """Run each argv of `switches` while a thread polls readlink(current) in a tight loop.
+
+    Returns (every target seen, every error seen).
+    """
+    seen, gaps, done = set(), [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            try:
+                seen.add(os.readlink(layout.current))
+            except OSError as exc:
+                gaps.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for argv in switches:
+            assert run(argv).returncode == 0
+    finally:
+        done.set()
+        thread.join()
+    return seen, gaps
+
+
+def test_switch_is_atomic_for_a_reader(tmp_path):
+    """A reader polling current while it is switched 200 times never finds it missing."""
+    root = tmp_path / "it's a root"
+    layout = Layout(str(root))
+    releases(root, "r1", "r2")
+    targets = [layout.release("r1"), layout.release("r2")]
+    assert run(release.switch(layout, targets[0])).returncode == 0
+    seen, gaps = watch_current(layout, [release.switch(layout, targets[i % 2])
+                                        for i in range(200)])
+    assert not gaps
+    assert seen == set(targets)  # never a half-made or temporary link
+    assert os.readlink(layout.current) == targets[1]  # the last switch (i = 199) wins
+    assert tree(root) == ["current", "releases"]  # no temporary link left behind
+
+
+def test_the_reader_catches_a_switch_that_is_not_atomic(tmp_path):
+    """The check above has teeth: unlink-then-symlink leaves moments without `current`."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1", "r2")
+    unlink_then_link = '\nrm -f "$1/current"\nln -s "$2" "$1/current"'
+    _, gaps = watch_current(layout, [script(unlink_then_link, layout.root,
+                                            layout.release(f"r{1 + i % 2}"))
+                                     for i in range(200)])
+    assert gaps and all(isinstance(gap, FileNotFoundError) for gap in gaps)
+
+
+def test_switch_replaces_current_and_only_current(tmp_path):
+    """The switch repoints `current`; the releases themselves are untouched."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1", "r2")
+    for target in ("r1", "r2", "r1"):
+        assert run(release.switch(layout, layout.release(target))).returncode == 0
+        assert (tmp_path / "current" / "app.py").read_text() == target
+    assert tree(tmp_path / "releases") == ["r1", "r2"]
+    assert tree(tmp_path / "releases" / "r2") == ["app.py"]  # no link nested inside
+
+
+@pytest.mark.parametrize("keep, protected, left", [
+    (2, (), ["r5", "r6"]),
+    (2, ("r1",), ["r1", "r5", "r6"]),  # protected, although older than the newest 2
+    (2, ("r1", "r3"), ["r1", "r3", "r5", "r6"]),
+    (3, ("r6",), ["r4", "r5", "r6"]),  # protected and among the newest: nothing extra
+    (9, (), ["r1", "r2", "r3", "r4", "r5", "r6"]),
+])
+def test_prune_by_name_keeps_the_newest_and_the_protected(tmp_path, keep, protected, left):
+    """Release ids sort by time; dot-entries (staging) are never pruned here."""
+    releases(tmp_path, "r3", "r1", "r6", "r2", "r5", "r4", ".r7.tmp", ".keep")
+    proc = run(release.prune(str(tmp_path / "releases"), keep, protected))
+    assert proc.returncode == 0, proc.stderr
+    assert tree(tmp_path / "releases") == [".keep", ".r7.tmp", *left]
+
+
+def test_prune_by_time_keeps_the_newest_artifacts(tmp_path):
+    """Artifacts are named by digest, so newest is by modification time, not by name."""
+    now = time.time()
+    for age, name in enumerate(["c.tar.gz", "a.tar.gz", "d.tar.gz", "b.tar.gz"]):
+        path = tmp_path / name
+        path.write_text(name)
+        os.utime(path, (now - 100 * age, now - 100 * age))
+    proc = run(release.prune(str(tmp_path), 2, ("b.tar.gz",), order="time"))
+    assert proc.returncode == 0, proc.stderr
+    assert tree(tmp_path) == ["a.tar.gz", "b.tar.gz", "c.tar.gz"]
+
+
+def test_prune_handles_odd_names_and_a_missing_directory(tmp_path):
+    """Names with spaces or a leading dash are single arguments; no directory, no error."""
+    releases(tmp_path, "-rf", "a b", "z1", "z2")
+    proc = run(release.prune(str(tmp_path / "releases"), 1, ("a b",)))
+    assert proc.returncode == 0, proc.stderr
+    assert tree(tmp_path / "releases") == ["a b", "z2"]
+    assert run(release.prune(str(tmp_path / "absent"), 1, ())).returncode == 0
+    assert not (tmp_path / "absent").exists()
+
+
+def test_append_history_adds_one_json_line_per_call(tmp_path):
+    """Each call appends the record plus its UTC finish time; earlier lines stay."""
+    layout = Layout(str(tmp_path))
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    for status in ("deployed", "failed"):
+        record = json.dumps({"release": "r1", "status": status, "previous": None})
+        assert run(release.append_history(layout, record)).returncode == 0
+    lines = (tmp_path / "deploys.jsonl").read_text().splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["status"] for e in entries] == ["deployed", "failed"]
+    assert entries[0]["previous"] is None and entries[0]["release"] == "r1"
+    for entry in entries:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["finished"])
+        finished = datetime.strptime(entry["finished"], "%Y-%m-%dT%H:%M:%SZ")
+        assert 0 <= (finished.replace(tzinfo=timezone.utc) - before).total_seconds() < 60
+    assert release.append_history(layout, '{"a": 1}')[4:] == (str(tmp_path / "deploys.jsonl"),
+                                                               '{"a": 1')
+
+
+def test_mark_served_needs_the_release(tmp_path):
+    """The served marker lands in the release's .fabship/; no release, no marker."""
+    releases(tmp_path, "r1")
+    (tmp_path / "releases" / "r1" / ".fabship").mkdir()
+    assert run(release.mark_served(str(tmp_path / "releases" / "r1"))).returncode == 0
+    assert (tmp_path / "releases" / "r1" / ".fabship" / "served").is_file()
+    assert run(release.mark_served(str(tmp_path / "releases" / "r9"))).returncode != 0
+
+
+def tiny_wheel():
+    """(file name, bytes) of a real, minimal pure-Python wheel."""
+    dist = "fabship_probe-1.0.dist-info"
+    files = {"fabship_probe.py": "VALUE = 42\n",
+             f"{dist}/METADATA": "Metadata-Version: 2.1\nName: fabship-probe\nVersion: 1.0\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              "Tag: py3-none-any\n"}
+    files[f"{dist}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{dist}/RECORD"])
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as wheel:
+        for name, text in files.items():
+            wheel.writestr(name, text)
+    return "fabship_probe-1.0-py3-none-any.whl", data.getvalue()
+
+
+def test_install_deps_builds_a_venv_offline_and_marks_it_complete(tmp_path):
+    """The shipped wheels (no index) land in a fresh venv; `.complete` comes last.
+
+    It builds a real venv with the interpreter running the tests (a few seconds).
+    """
+    wheel, data = tiny_wheel()
+    venv = tmp_path / "venvs" / "k1"
+    (venv / "stale").mkdir(parents=True)
+    (venv / ".complete").touch()
+    bundle = tmp_path / "venvs" / "k1.bundle.tar.gz"
+    bundle.write_bytes(b"not a tarball")
+    failed = run(release.install_deps(str(venv), str(bundle), sys.executable))
+    assert failed.returncode != 0
+    assert not venv.exists()  # never complete: the next deploy rebuilds it
+    bundle.write_bytes(deterministic_tar([(wheel, data, 0o644),
+                                          ("requirements.txt", b"fabship-probe==1.0\n", 0o644)]))
+    proc = run(release.install_deps(str(venv), str(bundle), sys.executable))
+    assert proc.returncode == 0, proc.stderr
+    assert (venv / ".complete").is_file() and not (venv / "stale").exists()
+    assert tree(tmp_path / "venvs") == ["k1"]  # bundle and unpacked wheels removed
+    check = run([str(venv / "bin" / "python"), "-c", "import fabship_probe as p; print(p.VALUE)"])
+    assert check.stdout == "42\n"
+
+
+def test_acquire_takes_a_free_lock_and_refuses_a_held_one(tmp_path):
+    """mkdir is the lock; a refused run exits 75 naming the holder, who keeps it."""
+    root = tmp_path / "srv" / "hello"
+    taken = run(lock.acquire(str(root), OWNER, False))
+    assert (taken.returncode, taken.stdout) == (0, "")
+    assert (root / ".lock" / "owner.json").read_text() == OWNER + "\n"
+    refused = run(lock.acquire(str(root), '{"who": "bob"}', False))
+    assert refused.returncode == lock.LOCKED_EXIT == 75
+    assert refused.stdout == f"locked-by={OWNER}\n"
+    assert parse_lock_owner(refused.stdout)["who"] == "alice"
+    assert (root / ".lock" / "owner.json").read_text() == OWNER + "\n"
+
+
+def test_acquire_refuses_a_lock_without_owner(tmp_path):
+    """A lock whose owner.json is missing (a killed run) still holds; the owner is {}."""
+    (tmp_path / ".lock").mkdir()
+    refused = run(lock.acquire(str(tmp_path), OWNER, False))
+    assert (refused.returncode, refused.stdout) == (75, "locked-by={}\n")
+    assert tree(tmp_path / ".lock") == []
+
+
+def test_break_lock_takes_a_held_lock_over(tmp_path):
+    """--break-lock empties the old lock and writes the new owner; the old run is fenced."""
+    assert run(lock.acquire(str(tmp_path), OWNER, False)).returncode == 0
+    (tmp_path / ".lock" / "leftover").write_text("x")
+    new_owner = '{"who": "bob", "note": "$(touch pwned) `id` \'q\'"}'
+    assert lock.acquire(str(tmp_path), new_owner, True)[-1] == "1"
+    taken = run(lock.acquire(str(tmp_path), new_owner, True))
+    assert (taken.returncode, taken.stdout) == (0, "")
+    assert tree(tmp_path / ".lock") == ["owner.json"]
+    assert (tmp_path / ".lock" / "owner.json").read_text() == new_owner + "\n"
+    assert not list(tmp_path.rglob("pwned"))  # the owner text is data, never shell
+    assert run(lock.still_ours(str(tmp_path), new_owner)).returncode == 0
+    fenced = run(lock.still_ours(str(tmp_path), OWNER))
+    assert fenced.returncode == 1
+    assert fenced.stdout == ("the deploy lock was taken over (--break-lock); stopping before "
+                             "the switch\n")
+
+
+def test_still_ours_fails_without_a_lock(tmp_path):
+    """No lock at all (released, or never taken) is not ours either."""
+    assert run(lock.still_ours(str(tmp_path), OWNER)).returncode == 1
+
+
+def test_release_removes_only_our_own_lock(tmp_path):
+    """A run taken over by --break-lock must not release the new owner's lock."""
+    assert run(lock.acquire(str(tmp_path), OWNER, False)).returncode == 0
+    assert run(lock.release(str(tmp_path), '{"who": "bob"}')).returncode == 0
+    assert (tmp_path / ".lock" / "owner.json").read_text() == OWNER + "\n"
+    assert run(lock.release(str(tmp_path), OWNER)).returncode == 0
+    assert tree(tmp_path) == []
+    assert run(lock.release(str(tmp_path), OWNER)).returncode == 0  # nothing to release
+    assert run(lock.acquire(str(tmp_path), '{"who": "bob"}', False)).returncode == 0
+
+
+def test_probe_prints_the_facts_the_planner_reads(tmp_path):
+    """current, releases (no dot-entries), served ones, artifact, venv, running config."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1", "r2", "r3", ".r4.tmp")
+    for name in ("r1", "r2"):
+        (tmp_path / "releases" / name / ".fabship").mkdir()
+        (tmp_path / "releases" / name / ".fabship" / "served").touch()
+    conf = tmp_path / "releases" / "r2" / ".fabship" / "supervisord.conf"
+    conf.write_text("[supervisord]\n")
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "abc.tar.gz").write_bytes(b"x")
+    (tmp_path / "venvs" / "k1").mkdir(parents=True)
+    (tmp_path / "venvs" / "k1" / ".complete").touch()
+    (tmp_path / "venvs" / "k2").mkdir()
+    assert run(release.switch(layout, layout.release("r2"))).returncode == 0
+    proc = run(lock.probe(str(tmp_path), "abc.tar.gz", "k1"))
+    digest = hashlib.sha256(b"[supervisord]\n").hexdigest()
+    assert (proc.returncode, proc.stdout.splitlines()) == (0, [
+        f"current={tmp_path}/releases/r2", "releases=r1 r2 r3 ", "served=r1 r2 ",
+        "artifact=yes", "venv=yes", f"supervisor_conf={digest}"])
+    assert parse_facts(proc.stdout) == Facts(current="r2", releases=("r1", "r2", "r3"),
+                                             served=("r1", "r2"), has_artifact=True,
+                                             has_venv=True, supervisor_conf=digest)
+    other = run(lock.probe(str(tmp_path), "def.tar.gz", "k2"))  # k2 is incomplete
+    assert parse_facts(other.stdout) == Facts(current="r2", releases=("r1", "r2", "r3"),
+                                              served=("r1", "r2"), supervisor_conf=digest)
+
+
+def test_probe_of_an_empty_host(tmp_path):
+    """Nothing deployed yet: empty facts, and the probe still succeeds."""
+    proc = run(lock.probe(str(tmp_path / "srv"), "abc.tar.gz", "k1"))
+    assert (proc.returncode, proc.stdout) == (0, "current=\nreleases=\nserved=\n")
+    assert parse_facts(proc.stdout) == Facts()
+    assert not (tmp_path / "srv").exists()
+
+
+def test_probe_reads_a_tarball_it_did_not_write(tmp_path):
+    """The artifact fact is a regular file's presence, not a directory of that name."""
+    (tmp_path / "artifacts" / "abc.tar.gz").mkdir(parents=True)
+    (tmp_path / "venvs" / "k1" / ".complete").mkdir(parents=True)
+    facts = parse_facts(run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout)
+    assert not facts.has_artifact and not facts.has_venv
+
+
+def test_append_history_keeps_nested_objects_whole(tmp_path):
+    """A record whose last value is an object still makes one valid JSON line."""
+    layout = Layout(str(tmp_path))
+    record = json.dumps({"release": "r1", "gates": {"unit": "passed"}})
+    assert run(release.append_history(layout, record)).returncode == 0
+    line = json.loads((tmp_path / "deploys.jsonl").read_text().strip())
+    assert line["gates"] == {"unit": "passed"} and line["release"] == "r1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["finished"])

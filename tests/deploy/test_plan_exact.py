@@ -1,0 +1,205 @@
+"""Whole host plans, step by step: every label, argv, upload and condition, exactly.
+
+A plan is what the dry-run prints and the executor runs, so each line of it is checked.
+Scripts are named by their constant (`SWITCH /srv/hello ...`), long values by a token.
+"""
+import json
+import shlex
+
+from deploy.artifact import Artifact
+from deploy.commands import health, lock, release, supervisor
+from deploy.facts import UNKNOWN, Facts, parse_facts
+from deploy.planner import build_host_plan, owner_record, probe_batch
+from deploy.secrets import Secret
+from deploy.steps import Run
+from tests.deploy.helpers import RELEASE, contexts
+
+SOURCE = Artifact("d" * 64, b"source-bytes")
+DEPS = Artifact("e" * 64, b"wheels")
+SCRIPTS = {"set -e" + getattr(module, name): name
+           for module in (lock, release, supervisor) for name in dir(module)
+           if name.isupper() and isinstance(getattr(module, name), str)}
+TOKENS = {shlex.quote(owner_record(RELEASE)): "OWNER",
+          "/srv/hello/releases/." + RELEASE.release_id + ".tmp": "STAGING",
+          "/srv/hello/artifacts/" + SOURCE.name: "ARTIFACT",
+          "/srv/hello/venvs/" + "k" * 16: "VENV", "/srv/hello/current/.fabship/": "CUR/",
+          RELEASE.release_id: "R", "/srv/hello/": "ROOT/"}
+
+
+def short(text):
+    """text with the long values replaced by their tokens."""
+    for value, token in TOKENS.items():
+        text = text.replace(value, token)
+    return text
+
+
+def outline(step):
+    """One step as `label | command` (or `| upload path mode what size`), plus `| unless`."""
+    if isinstance(step, Run):
+        argv = step.argv
+        if argv[:2] == ("sh", "-c") and argv[2] in SCRIPTS and argv[3] == "fabship":
+            what = f"{SCRIPTS[argv[2]]} {shlex.join(argv[4:])}"
+        elif argv[1:3] == ("-c", health.CHECK):
+            what = f"CHECK {shlex.join((argv[0], *argv[3:]))}"
+        else:
+            what = shlex.join(argv)
+    else:
+        kind = step.blob or ("secret" if step.secret else "text")
+        what = f"upload {step.path} {step.mode:o} {kind} {step.size}"
+    return short(f"{step.label} | {what}" + (f" | unless {step.unless}" if step.unless else ""))
+
+
+def batches(plan, part):
+    """[(batch label, [step outlines])] of one part of a plan."""
+    return [(short(b.label), [outline(s) for s in b.steps]) for b in getattr(plan, part)]
+
+
+def history(status, previous):
+    """The append_history step of the finish batches."""
+    record = {"release": "R", "commit": RELEASE.commit, "status": status,
+              "host": "deploy@10.0.0.5", "deployer": "alice", "origin": "laptop",
+              "previous": previous, "skip_gates": False, "started": "2026-11-23T12:00:00Z"}
+    return (f"record '{status}' in the history | APPEND_HISTORY ROOT/deploys.jsonl "
+            + shlex.quote(json.dumps(record).rstrip("}")))
+
+
+SHIP = [
+    "create the layout's directories | mkdir -p ROOT/releases ROOT/venvs ROOT/artifacts "
+    "ROOT/shared/log ROOT/shared/data",
+    "remove releases left half-assembled | CLEAN_STAGING ROOT/releases",
+    "upload release artifact dddddddddddd | upload ARTIFACT.part 644 source 12",
+    "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 6",
+    "write hello.conf | upload STAGING/hello.conf 644 text 139",
+    "write .fabship/run | upload STAGING/.fabship/run 755 text 341",
+    "write .fabship/supervisord.conf | upload STAGING/.fabship/supervisord.conf 644 text 795",
+    "write release.json | upload STAGING/release.json 644 text 743",
+    "keep the artifact | mv -f ARTIFACT.part ARTIFACT",
+    "unpack the artifact into the release | tar -xzf ARTIFACT -C STAGING",
+    "build the venv from the shipped wheels (offline) | INSTALL_DEPS VENV VENV.bundle.tar.gz "
+    "python3",
+    "link the venv | ln -sfn VENV STAGING/.fabship/venv",
+    "link shared/ | ln -sfn ROOT/shared STAGING/shared",
+    "move the release into place | mv -T STAGING ROOT/releases/R",
+    "check the lock is still ours | STILL_OURS /srv/hello OWNER",
+    "switch current (rename) | SWITCH /srv/hello ROOT/releases/R",
+    "reload supervisord's config | RELOAD VENV/bin/python CUR/supervisord.conf "
+    "ROOT/supervisord.pid",
+    "restart through supervisord (started if not running) | RESTART VENV/bin/python "
+    "CUR/supervisord.conf ROOT/supervisord.pid hello",
+    "health check: http://127.0.0.1:8080/health names R | CHECK VENV/bin/python "
+    "http://127.0.0.1:8080/health R 15",
+]
+UPLOADS_ONLY_WHEN_MISSING = {2, 3, 8, 10}
+
+
+def finish(previous, protected):
+    """(on_success, on_failure) of a plan whose `current` was `previous`."""
+    unlock = "release the lock | RELEASE /srv/hello OWNER"
+    return ([("record, prune, unlock", [
+        "mark the release as served | touch ROOT/releases/R/.fabship/served",
+        history("deployed", previous),
+        f"prune releases to the newest 4 | PRUNE ROOT/releases 4 name {protected}",
+        "prune old artifacts | PRUNE ROOT/artifacts 4 time " + SOURCE.name, unlock])],
+            [("record the failure, unlock", [history("failed", previous), unlock])])
+
+
+def test_first_deploy_plan_exactly():
+    """Nothing on the host: upload and build everything; a failure stops the program."""
+    target, (ctx, _) = contexts()
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
+    assert plan.host == "deploy@10.0.0.5"
+    assert batches(plan, "batches") == [("ship, switch, restart, health check", SHIP)]
+    assert plan.rollback_from == (0, 15)
+    assert batches(plan, "rollback") == [("stop the failed first release", [
+        "stop the program | STOP VENV/bin/python CUR/supervisord.conf ROOT/supervisord.pid "
+        "hello", "remove current | rm -f ROOT/current"])]
+    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
+
+
+def test_steady_state_plan_exactly():
+    """The host holds the artifact and venv: no uploads; a failure rolls back to current."""
+    target, (ctx, _) = contexts()
+    facts = parse_facts("current=/srv/hello/releases/r1\nreleases=r0 r1\nartifact=yes\n"
+                        "venv=yes\n")
+    plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
+    ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
+    assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
+    assert plan.rollback_from == (0, 11) and ship[11].startswith("switch current")
+    back = "ROOT/releases/r1/.fabship/venv/bin/python"
+    assert batches(plan, "rollback") == [("roll back to r1", [
+        "switch current back to r1 | SWITCH /srv/hello ROOT/releases/r1",
+        f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf ROOT/supervisord.pid",
+        f"restart through supervisord (started if not running) | RESTART {back} "
+        "CUR/supervisord.conf ROOT/supervisord.pid hello",
+        f"health check: http://127.0.0.1:8080/health names r1 | CHECK {back} "
+        "http://127.0.0.1:8080/health r1 15"])]
+    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish("r1", "R r1")
+
+
+def test_dry_run_plan_exactly():
+    """Unknown facts: every conditional step is kept with its condition shown."""
+    target, (ctx, _) = contexts()
+    plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
+    conditions = {2: "the host holds artifact dddddddddddd", 8: "the host holds artifact "
+                  "dddddddddddd", 3: "venvs/kkkkkkkkkkkkkkkk is complete",
+                  10: "venvs/kkkkkkkkkkkkkkkk is complete", 16: "supervisord.conf is unchanged"}
+    ship = [line + (f" | unless {conditions[i]}" if i in conditions else "")
+            for i, line in enumerate(SHIP)]
+    assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
+    assert batches(plan, "rollback") == [("if the release fails: switch back to the release "
+                                          "current pointed to, restart it and check it", [])]
+    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
+
+
+def test_systemd_plans_exactly():
+    """Under systemd the unit is installed and restarted; a failed first release stops it."""
+    target, (ctx, _) = contexts(manager="systemd")
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, None), RELEASE)
+    steps = batches(plan, "batches")[0][1]
+    assert steps[3] == "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 0"
+    assert steps[6].startswith("write .fabship/fabship-hello.service | upload "
+                               "STAGING/.fabship/fabship-hello.service 644 text ")
+    assert steps[16:] == [
+        "install the systemd unit, reload | sh -c 'install -m 0600 \"$1\" \"$2\" && systemctl "
+        "daemon-reload' fabship CUR/fabship-hello.service "
+        "/etc/systemd/system/fabship-hello.service",
+        "restart the systemd unit | systemctl restart fabship-hello.service",
+        SHIP[-1]]
+    assert batches(plan, "rollback") == [("stop the failed first release", [
+        "stop the systemd unit | systemctl stop fabship-hello.service",
+        "remove current | rm -f ROOT/current"])]
+    steady = build_host_plan(target.service, ctx, parse_facts("current=/x/releases/r1\n"),
+                             (SOURCE, None), RELEASE)
+    assert [line.split(" | ")[0] for line in batches(steady, "rollback")[0][1]] == [
+        "switch current back to r1", "install the systemd unit, reload",
+        "restart the systemd unit", "health check: http://127.0.0.1:8080/health names r1"]
+
+
+def test_secret_files_are_uploaded_as_secret_text():
+    """A file holding a secret is written 0600 with its text; plans show the masked text."""
+    secret = Secret("DB_PASSWORD", "s3cr3t")
+    target, (ctx, _) = contexts(secrets=(secret,), run="env PW={{ DB_PASSWORD }} run")
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
+    upload = plan.batches[0].steps[5]
+    assert outline(upload) == "write .fabship/run | upload STAGING/.fabship/run 600 secret 236"
+    assert "exec env PW=s3cr3t run" in upload.text
+    assert upload.shown == upload.text.replace("s3cr3t", "********")
+    assert upload.size == len(upload.text.encode())
+
+
+def test_probe_batch_and_owner_record_exactly():
+    """Round trip 1 takes the lock (or breaks it), then reads the facts."""
+    owner = owner_record(RELEASE)
+    assert json.loads(owner) == {"who": "alice", "where": "laptop", "pid": 4242,
+                                 "since": "2026-11-23T12:00:00Z", "action": "deploy",
+                                 "release": RELEASE.release_id}
+    assert json.loads(owner_record(RELEASE, "rollback"))["action"] == "rollback"
+    _, (ctx, _) = contexts()
+    batch = probe_batch(ctx.layout, owner, True, (SOURCE.name, "k1"))
+    assert batch.label == "lock and read facts"
+    assert [outline(step) for step in batch.steps] == [
+        "take the deploy lock | ACQUIRE /srv/hello OWNER 1",
+        "read facts: current release, releases, artifact, venv | PROBE /srv/hello "
+        f"{SOURCE.name} k1"]
+    assert probe_batch(ctx.layout, owner, False).steps[1].argv[4:] == ("/srv/hello", "-", "-")
+    assert probe_batch(ctx.layout, owner, False).steps[0].argv[-1] == "0"

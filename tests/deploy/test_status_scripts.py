@@ -1,0 +1,200 @@
+"""Status, history and health-check commands run for real; process-manager argv exactly.
+
+The health answers come from a real HTTP server on loopback; the "venv" python a release
+links to is the interpreter running these tests.
+"""
+import json
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from deploy.commands import health, status, supervisor, systemd
+from deploy.layout import Layout
+
+LAYOUT = Layout("/srv/hello")
+OWNER = {"who": "alice", "where": "laptop", "since": "2026-11-23T12:00:00Z"}
+
+
+def run(argv):
+    """Run a builder's argv as a host would."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+class Answer(BaseHTTPRequestHandler):
+    """Answers every GET with the server's current (status, body)."""
+
+    def do_GET(self):  # pylint: disable=invalid-name
+        """The configured answer."""
+        code, body = self.server.answer
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *_):  # pylint: disable=arguments-differ
+        """Quiet."""
+
+
+@pytest.fixture(name="server")
+def fixture_server():
+    """A real HTTP server on loopback; set `.answer = (status, body)`."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    httpd.answer = (200, "hello r1\n")
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def url(server):
+    """The health URL of the server."""
+    return health.url("127.0.0.1", server.server_address[1], "/health")
+
+
+def deployed(root, venv=True):
+    """A root with release r1 current (release.json, venv link) and a held lock."""
+    release = root / "releases" / "r1" / ".fabship"
+    release.mkdir(parents=True)
+    (root / "releases" / "r1" / "release.json").write_text(
+        json.dumps({"release": "r1", "commit": "abc1234def5678900"}, indent=2) + "\n")
+    if venv:
+        (root / "venv" / "bin").mkdir(parents=True)
+        (root / "venv" / "bin" / "python").symlink_to(sys.executable)
+        (release / "venv").symlink_to(root / "venv")
+    (root / "current").symlink_to(root / "releases" / "r1")
+    (root / ".lock").mkdir()
+    (root / ".lock" / "owner.json").write_text(json.dumps(OWNER, indent=1) + "\n")
+
+
+def test_status_of_a_healthy_release(tmp_path, server):
+    """current, release.json and the lock on one line each, then one health answer."""
+    deployed(tmp_path)
+    proc = run(status.command(Layout(str(tmp_path)), url(server)))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"current={tmp_path}/releases/r1",
+        'release_json={  "release": "r1",  "commit": "abc1234def5678900"}',
+        'lock={ "who": "alice", "where": "laptop", "since": "2026-11-23T12:00:00Z"}',
+        "health=200 hello r1"]
+    assert status.parse(proc.stdout) == {
+        "release": "r1", "commit": "abc1234def56", "health": "ok",
+        "lock": "held by alice@laptop since 2026-11-23T12:00:00Z"}
+
+
+def test_status_of_a_stale_or_failing_release(tmp_path, server):
+    """Another release answering is stale; an error status is down, with the reason."""
+    deployed(tmp_path)
+    server.answer = (200, "hello r0")
+    text = run(status.command(Layout(str(tmp_path)), url(server))).stdout
+    assert status.parse(text)["health"] == "stale: hello r0"
+    server.answer = (503, "starting")
+    text = run(status.command(Layout(str(tmp_path)), url(server))).stdout
+    assert status.parse(text)["health"] == ("down: down HTTP Error 503: Service Unavailable")
+
+
+def test_status_without_a_venv_or_a_release(tmp_path):
+    """No venv: no health probe at all. No current: nothing to report."""
+    deployed(tmp_path, venv=False)
+    text = run(status.command(Layout(str(tmp_path)), "http://127.0.0.1:9/")).stdout
+    assert "health=" not in text
+    assert status.parse(text)["health"] == "down: no venv"
+    empty = run(status.command(Layout(str(tmp_path / "none")), "http://127.0.0.1:9/"))
+    assert (empty.returncode, empty.stdout) == (0, "current=\n")
+    assert status.parse(empty.stdout) == {"release": "-", "commit": "-",
+                                          "health": "no release", "lock": "free"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("current=/r/releases/r2/\nhealth=200 r2 ok\n", {"release": "r2", "health": "ok"}),
+    ("current=/r/releases/r2\nhealth=200 " + "x" * 100,
+     {"health": "stale: " + "x" * 76}),
+    ("current=/r/releases/r2\nhealth=down " + "y" * 100, {"health": "down: down " + "y" * 75}),
+    ("current=/r/releases/r2\nhealth=2000 r2", {"health": "down: 2000 r2"}),
+    ("current=\nhealth=200 r2", {"release": "-", "health": "no release"}),
+    ("release_json=[1]\nlock=[2]", {"release": "-", "health": "no release", "commit": "-",
+                                    "lock": "held by ?@? since ?"}),
+    ("current=/r/releases/rX/\nhealth=200 rX a=b", {"release": "rX", "health": "ok"}),
+    ('release_json={"commit": 12345678901234}\nlock={"who": "b"}',
+     {"commit": "123456789012", "lock": "held by b@? since ?"}),
+    ("release_json={bad\nlock=\nnoise\nx=a=b", {"commit": "-", "lock": "held by ?@? since ?"}),
+])
+def test_status_parse_edges(text, expected):
+    """Truncation, a trailing slash, broken JSON, and answers that only look healthy."""
+    parsed = status.parse(text)
+    assert {key: parsed[key] for key in expected} == expected
+
+
+def test_history_prints_the_last_lines(tmp_path):
+    """`tail -n limit` of deploys.jsonl; no file yet is an empty history."""
+    layout = Layout(str(tmp_path))
+    lines = [json.dumps({"release": f"r{i}"}) for i in range(5)]
+    (tmp_path / "deploys.jsonl").write_text("\n".join(lines) + "\nnot json\n[1]\n{}\n")
+    proc = run(status.history(layout, 6))
+    assert proc.stdout.splitlines() == lines[2:] + ["not json", "[1]", "{}"]
+    assert status.parse_history(proc.stdout) == [{"release": "r2"}, {"release": "r3"},
+                                                 {"release": "r4"}]
+    assert status.history(layout, 6)[3:] == ("fabship", f"{tmp_path}/deploys.jsonl", "6")
+    empty = run(status.history(Layout(str(tmp_path / "none")), 5))
+    assert (empty.returncode, empty.stdout) == (0, "")
+
+
+def test_health_check_argv_and_url():
+    """The release's python runs the constant check with url, release and timeout."""
+    assert health.url("::1", 8080, "/health") == "http://::1:8080/health"
+    assert health.check("/srv/hello/venvs/k", "http://h:1/x", "r1", 2.5) == (
+        "/srv/hello/venvs/k/bin/python", "-c", health.CHECK, "http://h:1/x", "r1", "2.5")
+    assert health.check("/v", "u", "r", 30.0)[-1] == "30"
+
+
+def test_health_check_runs_until_the_release_answers(server):
+    """Healthy at once when the body names the release; else it fails after the timeout."""
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    ok = run(health.check(venv, url(server), "r1", 5))
+    assert (ok.returncode, ok.stdout) == (0, "healthy: 200 hello r1\n")
+    server.answer = (500, "boom")
+    bad = run(health.check(venv, url(server), "r1", 1))
+    assert (bad.returncode, bad.stdout) == (1, "unhealthy after 1s; last response: 500 boom\n")
+
+
+def test_supervisor_commands_are_exact():
+    """supervisord's config is read through `current`; the release's venv runs it."""
+    conf, pid = "/srv/hello/current/.fabship/supervisord.conf", "/srv/hello/supervisord.pid"
+    assert (supervisor.conf_path(LAYOUT), supervisor.pidfile(LAYOUT)) == (conf, pid)
+    python = "/srv/hello/venvs/k/bin/python"
+    assert supervisor.reload(LAYOUT, "/srv/hello/venvs/k") == (
+        "sh", "-c", "set -e" + supervisor.RELOAD, "fabship", python, conf, pid)
+    assert supervisor.restart(LAYOUT, "/srv/hello/venvs/k", "hello") == (
+        "sh", "-c", "set -e" + supervisor.RESTART, "fabship", python, conf, pid, "hello")
+    assert supervisor.stop(LAYOUT, "/srv/hello/venvs/k", "hello") == (
+        "sh", "-c", "set -e" + supervisor.STOP, "fabship", python, conf, pid, "hello")
+
+
+def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
+    """No pid file, or one naming a dead process: nothing to tell, and no error."""
+    layout = Layout(str(tmp_path))
+    venv = str(tmp_path / "no-venv")  # never run: supervisord is not running
+    for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
+        assert run(argv).returncode == 0
+    finished = subprocess.Popen(["true"])  # pylint: disable=consider-using-with
+    finished.wait()
+    (tmp_path / "supervisord.pid").write_text(f"{finished.pid}\n")
+    for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
+        assert (run(argv).returncode, run(argv).stderr) == (0, "")
+    (tmp_path / "supervisord.pid").write_text(f"{os.getpid()}\n")  # alive: it must try
+    for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
+        tried = run(argv)
+        assert tried.returncode == 127 and f"{venv}/bin/python" in tried.stderr
+
+
+def test_systemd_commands_are_exact():
+    """The unit is installed 0600 (it may hold secrets), then restarted or stopped."""
+    assert systemd.unit_path("hello") == "/etc/systemd/system/fabship-hello.service"
+    assert systemd.install_unit("/r/current/.fabship/fabship-hello.service", "hello") == (
+        "sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
+        "/r/current/.fabship/fabship-hello.service", "/etc/systemd/system/fabship-hello.service")
+    assert systemd.restart("hello") == ("systemctl", "restart", "fabship-hello.service")
+    assert systemd.stop("hello") == ("systemctl", "stop", "fabship-hello.service")
