@@ -1,44 +1,31 @@
-"""`fab service deploy` and friends against a fleet of real sshd hosts running supervisord."""
+"""`fab service deploy` and friends against a fleet of real sshd hosts running supervisord.
+
+Every test builds its own project and the state it needs (see fleetstate): each runs
+alone and in any order.
+"""
 import json
 import re
 import socket
-import time
 
 import pytest
 
+from tests.deploy.fleetstate import APP, MAIN, RELEASE, Background, Builder, break_health, \
+    by_host, deploy_crashing, deploy_fails, deploy_ok, edit, history, page, release_of, revert, \
+    wait_until
 from tests.helpers import git
 
-RELEASE = re.compile(r"deploying hello release (\S+) to")
+
+@pytest.fixture(name="build")
+def build_fixture(make_project):
+    """This test's projects; their supervisords stop and their ports are freed after it."""
+    builder = Builder(make_project)
+    yield builder
+    builder.close()
 
 
-def release_of(proc):
-    """The release id a deploy announced."""
-    found = RELEASE.search(proc.stdout)
-    assert found, proc.stdout + proc.stderr
-    return found.group(1)
-
-
-def deploy_ok(project, *args):
-    """Run a deploy that must succeed; return its release id and output."""
-    proc = project.fab("service", "deploy", *args)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr
-    return release_of(proc), proc.stdout
-
-
-def edit(project, path, old, new, message):
-    """Change a file of the project's service and commit (with a passing gate record)."""
-    file = project.root / path
-    file.write_text(file.read_text().replace(old, new))
-    return project.commit(message)
-
-
-@pytest.fixture(scope="module")
-def project(make_project):
-    """One project for the whole deploy story below (tests run in file order)."""
-    return make_project("story")
-
-
-def test_first_deploy_serves_on_every_host(project):
+def test_first_deploy_serves_on_every_host(build):
+    """A first deploy builds the venv, records the release and serves it everywhere."""
+    project = build.project(seed=False)
     release, out = deploy_ok(project)
     head = git(project.root, "rev-parse", "HEAD")
     for index in range(3):
@@ -55,22 +42,27 @@ def test_first_deploy_serves_on_every_host(project):
     assert re.search(r"deployed on 3 host\(s\)", out)
 
 
-def test_code_change_is_served_and_venv_reused(project):
+def test_code_change_is_served_and_venv_reused(build):
+    """A code change ships a new artifact and is served; the venv is reused."""
+    project, _ = build.deployed(1)
     before = project.current(0)
-    edit(project, "services/hello/hello/app.py", "<h1>{greeting}</h1>",
-         "<h1>{greeting}, friend</h1>", "friendlier heading")
+    edit(project, APP, "<h1>{greeting}</h1>", "<h1>{greeting}, friend</h1>",
+         "friendlier heading")
     release, out = deploy_ok(project)
     assert release != before
     assert "upload release artifact" in out
     assert "build the venv" not in out  # requirements unchanged: venv reused
     for index in range(3):
         assert project.health(index)["release"] == release
+        assert "<h1>hello, friend</h1>" in page(project, index)
     root = project.host_root(0)
     assert {p.name for p in (root / "venvs").iterdir()} == {
         json.loads((root / "current" / "release.json").read_text())["deps"]}
 
 
-def test_no_change_redeploy_skips_the_upload(project):
+def test_no_change_redeploy_skips_the_upload(build):
+    """Redeploying the same commit ships no artifact: the hosts hold it."""
+    project, _ = build.deployed(1)
     before = project.current(0)
     release, out = deploy_ok(project)
     assert release != before
@@ -79,59 +71,79 @@ def test_no_change_redeploy_skips_the_upload(project):
     assert re.findall(r"deployed  \S+\s+\S+\s+(\d+) round trips", out) == ["3", "3", "3"]
 
 
-def deploy_broken_health(project, answer):
-    """Commit a /health that answers `answer` instead, deploy it (it must fail), revert."""
-    edit(project, "services/hello/hello/app.py",
-         'self.write({"status": "ok", **self.settings["release_info"]})', answer,
-         "break health")
-    proc = project.fab("service", "deploy")
-    git(project.root, "revert", "--no-edit", "HEAD")
-    project.commit("gates for the revert")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    return proc
-
-
-def test_failing_health_check_rolls_back(project):
+def test_failing_health_check_rolls_back(build):
+    """A release whose /health answers 503 is rolled back; it stays on disk, recorded."""
+    project, _ = build.deployed(1)
     serving = project.current(0)
-    proc = deploy_broken_health(
-        project, 'self.set_status(503)\n        self.write({"status": "sick"})')
+    break_health(project, 'self.set_status(503)\n        self.write({"status": "sick"})')
+    proc = deploy_fails(project)
     failed = release_of(proc)
     assert "rolled-back" in proc.stdout
+    assert by_host(project, proc.stdout, "result") == ["rolled-back"] * 3
     assert "last response: 503" in proc.stdout
     assert "FAILED on 3 of 3 host(s)" in proc.stdout
     for index in range(3):
         assert project.current(index) == serving
         assert project.health(index)["release"] == serving
         assert (project.host_root(index) / "releases" / failed).is_dir()  # kept to inspect
-        history = (project.host_root(index) / "deploys.jsonl").read_text().splitlines()
-        assert json.loads(history[-1])["status"] == "failed"
-        assert json.loads(history[-1])["release"] == failed
+        entries = history(project, index)
+        assert entries[-1]["status"] == "failed"
+        assert entries[-1]["release"] == failed
 
 
-def test_second_deploy_while_locked_is_refused(project):
-    # A release that takes 4 s to start keeps the first deploy (and its lock) busy
-    # for certain while the second one tries.
-    edit(project, "services/hello/hello/__main__.py", "import sys\n",
-         "import sys\nimport time\n\ntime.sleep(4)\n", "slow start")
-    first = project.popen("service", "deploy")
+def lock_owners(project):
+    """The release each host's .lock/owner.json names (None where there is none yet)."""
+    owners = []
+    for index in range(3):
+        try:
+            text = (project.host_root(index) / ".lock" / "owner.json").read_text()
+            owners.append(json.loads(text).get("release"))
+        except (OSError, ValueError):  # not there, or being written
+            owners.append(None)
+    return owners
+
+
+def test_second_deploy_while_locked_is_refused(build, tmp_path):
+    """A deploy while another holds the lock is refused, naming the owner; nothing changes."""
+    project = build.project(health={"path": "/health", "port": "{{ port }}", "timeout": 120})
+    # The first deploy's release does not listen until `gate` exists: it holds the first
+    # deploy (and its lock) in its health check for as long as the test needs.
+    gate = tmp_path / "gate"
+    edit(project, MAIN, "import sys\n",
+         f"import os\nimport sys\nimport time\n\nwhile not os.path.exists({str(gate)!r}):\n"
+         "    time.sleep(0.1)\n", "start once the gate opens")
+    first = Background(project, "service", "deploy")
     try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while "round trip 2" not in line and time.monotonic() < deadline:
-            line = first.stdout.readline()
+        found = wait_until(lambda: RELEASE.search(first.text),
+                           lambda: f"the first deploy names its release:\n{first.text}",
+                           timeout=60)
+        holding = found.group(1)
+        wait_until(lambda: lock_owners(project) == [holding] * 3,
+                   lambda: f"every host's lock names {holding}:\n{first.text}", timeout=120)
+        revert(project)  # the second deploy would ship a release that starts at once
         second = project.fab("service", "deploy")
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert lock_owners(project) == [holding] * 3
+    except BaseException:
+        first.proc.terminate()  # do not wait out a health check that can no longer pass
+        first.wait(timeout=60)
+        raise
     finally:
-        rest = first.communicate(timeout=120)[0]
-    assert first.returncode == 0, rest
-    assert second.returncode == 1
+        gate.touch()
+    assert first.wait(timeout=300) == 0, first.text
     assert "the deploy lock is held; nothing was changed" in second.stderr
     assert "locked by " in second.stderr and "deploying " in second.stderr
+    assert f"deploying {holding}" in second.stderr
     assert "Traceback" not in second.stderr
-    git(project.root, "revert", "--no-edit", "HEAD")
-    project.commit("gates for the revert")
+    for index in range(3):
+        assert project.current(index) == holding
+        assert project.health(index)["release"] == holding
+        assert not (project.host_root(index) / ".lock").exists()
 
 
-def test_stale_lock_needs_break_lock(project):
+def test_stale_lock_needs_break_lock(build):
+    """A lock left behind stops the deploy until --break-lock takes it over."""
+    project, (before,) = build.deployed(1)
     lock = project.host_root(1) / ".lock"
     lock.mkdir()
     (lock / "owner.json").write_text(json.dumps(
@@ -141,11 +153,14 @@ def test_stale_lock_needs_break_lock(project):
     assert refused.returncode == 1
     assert "locked by alice@laptop (pid 4242) since 2026-01-01T00:00:00Z" in refused.stderr
     assert not (project.host_root(0) / ".lock").exists()  # the locks it took were released
+    assert [project.current(i) for i in range(3)] == [before] * 3
     release, _ = deploy_ok(project, "--break-lock")
     assert project.current(1) == release and not lock.exists()
 
 
-def test_status_shows_the_truth(project):
+def test_status_shows_the_truth(build):
+    """On a healthy fleet, status shows each host's release, commit, ok and a free lock."""
+    project, _ = build.deployed(1)
     proc = project.fab("service", "status")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     head = git(project.root, "rev-parse", "HEAD")[:12]
@@ -154,8 +169,13 @@ def test_status_shows_the_truth(project):
         assert row.split()[1:5] == [project.current(index), head, "ok", "free"]
 
 
-def test_rollback_and_history(project):
+def test_rollback_and_history(build):
+    """Rollback goes to the previous served release, --to back again; history shows all."""
+    project, _ = build.deployed(1)
+    deploy_crashing(project)  # a failed deploy in the history
+    newest, _ = deploy_ok(project)
     current = project.current(0)
+    assert current == newest
     served = sorted(p.parent.parent.name for p in
                     (project.host_root(0) / "releases").glob("*/.fabship/served"))
     previous = served[served.index(current) - 1]
@@ -167,9 +187,9 @@ def test_rollback_and_history(project):
     proc = project.fab("service", "rollback", "--to", current)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert project.health(2)["release"] == current
-    history = project.fab("service", "history")
-    assert history.returncode == 0
-    rows = [line.split() for line in history.stdout.splitlines()
+    proc = project.fab("service", "history")
+    assert proc.returncode == 0
+    rows = [line.split() for line in proc.stdout.splitlines()
             if line.startswith(project.hosts[0]["host"])]
     assert [row[3] for row in rows][-3:] == ["deployed", "rollback", "rollback"]
     assert rows[-2][2] == previous and rows[-1][2] == current
@@ -177,16 +197,22 @@ def test_rollback_and_history(project):
     assert any(row[3] == "failed" for row in rows)
 
 
-def test_old_releases_are_pruned(project):
+def test_old_releases_are_pruned(build):
+    """Only the newest keep_releases releases and artifacts stay on a host."""
+    project, releases = build.deployed(3, keep_releases=2)
     for index in range(3):
-        releases = [p.name for p in (project.host_root(index) / "releases").iterdir()]
-        assert len(releases) <= project.service["keep_releases"], releases
-        assert project.current(index) in releases
+        kept = sorted(p.name for p in (project.host_root(index) / "releases").iterdir())
+        assert len(kept) <= project.service["keep_releases"], kept
+        assert project.current(index) in kept
+        assert kept == releases[-2:]
         artifacts = list((project.host_root(index) / "artifacts").iterdir())
         assert 1 <= len(artifacts) <= project.service["keep_releases"]
+        assert len(artifacts) == 2
 
 
-def test_rollback_to_unknown_release_changes_nothing(project):
+def test_rollback_to_unknown_release_changes_nothing(build):
+    """Rolling back to a release no host holds is refused before anything changes."""
+    project, _ = build.deployed(1)
     current = project.current(0)
     proc = project.fab("service", "rollback", "--to", "20200101T000000.000Z-nothere")
     assert proc.returncode == 1
@@ -195,10 +221,12 @@ def test_rollback_to_unknown_release_changes_nothing(project):
     assert not (project.host_root(0) / ".lock").exists()
 
 
-def test_rollback_skips_a_release_that_never_served(project):
-    good = project.current(0)
-    deploy_broken_health(project, "self.set_status(500)")
+def test_rollback_skips_a_release_that_never_served(build):
+    """A failed release between two good ones is no rollback target."""
+    project, (good,) = build.deployed(1)
+    failed = release_of(deploy_crashing(project))
     newest, _ = deploy_ok(project)
+    assert (project.host_root(0) / "releases" / failed).is_dir()
     proc = project.fab("service", "rollback")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for index in range(3):
