@@ -2,6 +2,7 @@
 import pytest
 
 from tests.fleet import start_fleet
+from tests.deploy.fleetstate import Builder
 from tests.project import Project, fleet_hosts, hello_service
 
 
@@ -37,3 +38,11 @@ def make_project(fleet, wheel_cache):
         project.commit("first")
         return project
     return make
+
+
+@pytest.fixture(name="build")
+def build_fixture(make_project):
+    """This test's projects; their supervisords stop and their ports are freed after it."""
+    builder = Builder(make_project)
+    yield builder
+    builder.close()

@@ -7,20 +7,11 @@ import json
 import re
 import socket
 
-import pytest
 
-from tests.deploy.fleetstate import APP, MAIN, RELEASE, Background, Builder, break_health, \
+from tests.deploy.fleetstate import APP, MAIN, RELEASE, Background, break_health, \
     by_host, deploy_crashing, deploy_fails, deploy_ok, edit, history, page, release_of, revert, \
     wait_until
 from tests.helpers import git
-
-
-@pytest.fixture(name="build")
-def build_fixture(make_project):
-    """This test's projects; their supervisords stop and their ports are freed after it."""
-    builder = Builder(make_project)
-    yield builder
-    builder.close()
 
 
 def test_first_deploy_serves_on_every_host(build):

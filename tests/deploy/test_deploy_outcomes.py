@@ -7,21 +7,11 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
-from tests.deploy.fleetstate import Builder, break_health, by_host, deploy_fails, deploy_ok, \
+from tests.deploy.fleetstate import break_health, by_host, deploy_fails, deploy_ok, \
     history, release_of, revert, refuses, supervisorctl
 
 SICK = 'self.set_status(503)\n        self.write({"status": "sick"})'
 OTHER_RELEASE = "20200101T000000.000Z-0000000"
-
-
-@pytest.fixture(name="build")
-def build_fixture(make_project):
-    """This test's projects; their supervisords stop and their ports are freed after it."""
-    builder = Builder(make_project)
-    yield builder
-    builder.close()
 
 
 def test_failed_first_deploy_leaves_no_current_and_nothing_running(build):
