@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .aws import Aws
-from .instances import describe_filters
+from .ec2facts import find_instances
 from .localhosts import app_port, stop_pid
 
 PAIRING_INTERVAL = 0.3
@@ -39,24 +39,18 @@ class Pairer:  # pylint: disable=too-few-public-methods
         partial.write_text(json.dumps(self.pairs, indent=1), encoding="utf-8")
         os.replace(partial, self.pairs_file)
 
-    def _instances(self, region, environment):
-        reservations = self.clients[region].pages("ec2", "DescribeInstances", "Reservations",
-                                                  Filters=describe_filters(None, environment))
-        return [i for r in reservations for i in r["Instances"]]
-
     def _pair(self, client, instance, watch):
-        tags = {t["Key"]: t["Value"] for t in instance.get("Tags", ())}
-        slot = int(tags.get("fabship:slot", "1") or 1)
+        slot = instance.slot or 1
         host = self.hosts[(slot - 1) % len(self.hosts)]
         root = self.state / "r" / str(len(self.pairs) + 1)  # short: unix sockets live here
         root.mkdir(parents=True, exist_ok=True)
         port = app_port()
         prefix = watch["var_tags"]
-        client.request("ec2", "CreateTags", Resources=[instance["InstanceId"]], Tags=[
+        client.request("ec2", "CreateTags", Resources=[instance.instance_id], Tags=[
             {"Key": watch["address_tag"], "Value": host["address"]},
             {"Key": f"{prefix}port", "Value": str(port)},
             {"Key": f"{prefix}rehearsal_root", "Value": str(root)}])
-        self.pairs[instance["InstanceId"]] = {"host": host["name"], "port": port,
+        self.pairs[instance.instance_id] = {"host": host["name"], "port": port,
                                               "root": str(root), "slot": slot}
         self._save()
 
@@ -73,13 +67,11 @@ class Pairer:  # pylint: disable=too-few-public-methods
         """One pass over every watched environment."""
         for watch in self.watch:
             client = self.clients[watch["region"]]
-            for instance in self._instances(watch["region"], watch["environment"]):
-                tags = {t["Key"] for t in instance.get("Tags", ())}
-                state = instance["State"]["Name"]
-                if state in ("pending", "running") and watch["address_tag"] not in tags:
+            for instance in find_instances(client, None, watch["environment"]):
+                if instance.live and watch["address_tag"] not in instance.tags:
                     self._pair(client, instance, watch)
-                elif state in ("shutting-down", "terminated"):
-                    self._retire(instance["InstanceId"])
+                elif instance.state in ("shutting-down", "terminated"):
+                    self._retire(instance.instance_id)
 
 
 def serve(state, port):

@@ -23,9 +23,9 @@ import yaml
 
 from .aws import Aws
 from .config import parse_services
+from .ec2facts import find_instances
 from .errors import ConfigError, FabshipError
 from .gaterecord import check_gates, head_commit
-from .instances import describe_filters, parse_instances
 from .localhosts import free_port, keygen, read_pid, start_daemon, stop_pid, wait_for_port, \
     write_config
 
@@ -171,10 +171,7 @@ class Rehearsal:
         os.environ.update(self.environ())
         pairs = json.loads((self.state / "pairs.json").read_text(encoding="utf-8"))
         for name, settings in services:
-            instances = parse_instances(Aws(settings.region).pages(
-                "ec2", "DescribeInstances", "Reservations",
-                Filters=describe_filters(name, ENVIRONMENT)))
-            for instance in instances:
+            for instance in find_instances(Aws(settings.region), name, ENVIRONMENT):
                 pair = pairs.get(instance.instance_id)
                 if instance.state == "running" and pair:
                     self.out(f"  {name} slot {instance.slot} ({instance.instance_id} on "
