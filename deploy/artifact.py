@@ -1,5 +1,6 @@
 """Build what ships, once, on the controller: the source tarball and the deps bundle.
 
+The source tarball holds the `source` tree of the gated commit (deploy/sourcetree.py).
 Both are deterministic (sorted entries, zero timestamps and owners), so unchanged
 content gives the same digest and hosts that hold it skip the upload. The deps bundle
 (wheels of the requirements, plus supervisor when it manages the service) is keyed by
@@ -16,11 +17,10 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError, DeployError
+from .errors import DeployError
+from .sourcetree import read_commit
 
 SUPERVISOR = "supervisor>=4.3"
-SKIP_DIRS = {"__pycache__", ".git", ".pytest_cache", ".mypy_cache"}
-SKIP_SUFFIXES = (".pyc", ".pyo")
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,18 @@ class Artifact:
         return f"{self.digest}.tar.gz"
 
 
-def _files(source):
-    for path in sorted(Path(source).rglob("*")):
-        rel = path.relative_to(source)
-        if SKIP_DIRS & set(rel.parts) or path.suffix in SKIP_SUFFIXES or path.is_dir():
-            continue
-        yield path, rel.as_posix()
-
-
 def deterministic_tar(entries):
-    """gzip'd tar of (arcname, bytes, mode) entries with fixed metadata -> bytes."""
+    """gzip'd tar of (arcname, bytes, mode[, symlink target]) entries, fixed metadata."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for arcname, data, mode in sorted(entries):
+        for arcname, data, mode, *link in sorted(entries, key=lambda e: e[0]):
             info = tarfile.TarInfo(arcname)
-            info.size, info.mode, info.mtime = len(data), mode, 0
+            info.mode, info.mtime = mode, 0
+            if link and link[0] is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, link[0], 0o777
+                tar.addfile(info)
+                continue
+            info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, compresslevel=6) as gz:
@@ -58,17 +55,10 @@ def deterministic_tar(entries):
     return out.getvalue()
 
 
-def build_source(source):
-    """The release tarball of the `source` directory."""
-    source = Path(source)
-    if not source.is_dir():
-        raise ConfigError(f"source directory {str(source)!r} does not exist")
-    try:
-        entries = [(rel, path.read_bytes(), 0o755 if path.stat().st_mode & 0o100 else 0o644)
-                   for path, rel in _files(source)]
-    except OSError as exc:
-        raise ConfigError(f"cannot read {exc.filename} for the release: {exc.strerror}") from exc
-    data = deterministic_tar(entries)
+def build_source(root, source, commit, where="source"):
+    """The release tarball of `source` (relative to the project `root`) at `commit`."""
+    entries = read_commit(root, source, commit, where)
+    data = deterministic_tar([(e.path, e.data, e.mode, e.link) for e in entries])
     return Artifact(hashlib.sha256(data).hexdigest(), data)
 
 
@@ -84,8 +74,12 @@ def deps_hash(specs):
     return hashlib.sha256(specs.encode()).hexdigest()[:16]
 
 
-def build_deps(specs, cache_dir, log=print):
-    """Wheels for `specs` (pip wheel, cached by hash) bundled with requirements.txt."""
+def build_deps(specs, cache_dir, log=print, hide=()):
+    """Wheels for `specs` (pip wheel, cached by hash) bundled with requirements.txt.
+
+    pip runs without the variables named in `hide` (the secrets): a build backend or a
+    setup.py it runs never sees them.
+    """
     key = deps_hash(specs)
     bundle = Path(cache_dir) / f"deps-{key}.tar.gz"
     if bundle.exists():
@@ -98,7 +92,8 @@ def build_deps(specs, cache_dir, log=print):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet",
                            "--disable-pip-version-check", "-w", str(wheels),
                            "-r", str(wheels / "requirements.txt")],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False,
+                          env={k: v for k, v in os.environ.items() if k not in hide})
     if proc.returncode:
         raise DeployError(f"pip wheel failed for the requirements:\n{proc.stderr.strip()}")
     entries = [(path.name, path.read_bytes(), 0o644) for path in sorted(wheels.iterdir())]

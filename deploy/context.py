@@ -9,11 +9,12 @@ import re
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from . import launcher
 from .commands import health, systemd
 from .errors import ConfigError
 from .layout import Layout
-from .render import render_file, render_string
-from .secrets import MASK, holds_secret
+from .render import Renderer, render_string
+from .secrets import holds_secret
 
 
 SAFE_ROOT = re.compile(r"^/[A-Za-z0-9._/-]+$")
@@ -57,34 +58,11 @@ class HostContext:
     health_url: str
 
 
-class Renderer:  # pylint: disable=too-few-public-methods
-    """Renders every file twice: with the secrets, and with them masked.
-
-    The masked render is what plans and logs show; a file whose two renders differ
-    holds a secret (whatever filters the template applied to it) and gets mode 0600.
-    """
-
-    def __init__(self, env, variables, secrets):
-        self.env, self.secrets = env, secrets
-        self.real = {**variables, **{s.name: s.value for s in secrets}}
-        self.masked = {**variables, **{s.name: MASK for s in secrets}}
-
-    def render(self, source, what, inline=False, extra=None):
-        """(real, masked) renders; `extra` maps a name to its (real, masked) values."""
-        render = render_string if inline else render_file
-        extra = extra or {}
-        real = render(self.env, source, {**self.real, **{k: v[0] for k, v in extra.items()}},
-                      what)
-        if not self.secrets:
-            return real, real
-        return real, render(self.env, source,
-                            {**self.masked, **{k: v[1] for k, v in extra.items()}}, what)
-
-    def file(self, dest, source, mode, what, extra=None):
-        """A RenderedFile from templates/<source>."""
-        real, masked = self.render(source, what, extra=extra)
-        secret = real != masked or holds_secret(real, self.secrets)
-        return RenderedFile(dest, real, 0o600 if secret else (mode or 0o644), secret, masked)
+def _file(renderer, dest, source, mode, what):
+    """A RenderedFile from templates/<source>; a text holding a secret gets mode 0600."""
+    real, shown = renderer.render(source, what)
+    secret = real != shown or holds_secret(real, renderer.secrets)
+    return RenderedFile(dest, real, 0o600 if secret else (mode or 0o644), secret, shown)
 
 
 def _release_json(ctx_vars, files, release, digest, deps_key):
@@ -119,21 +97,32 @@ def host_basics(env, target, host, extra=None):
     return variables, Layout(root), health.url(service.health.host, port, service.health.path)
 
 
+def _launcher_files(renderer, service):
+    """The launcher (.fabship/run, launch.py), the program's argv, and its secrets."""
+    where = f"services.{service.name}.run"
+    argv = json.dumps(launcher.command(renderer.env, service.run, renderer.plain,
+                                       renderer.secrets, where), indent=1) + "\n"
+    env, env_shown = launcher.environment_file(renderer.secrets)
+    return [_file(renderer, ".fabship/run", "fabship/run.sh.j2", 0o755, where),
+            RenderedFile(launcher.LAUNCH, launcher.LAUNCH_PY, 0o644, False,
+                         launcher.LAUNCH_PY),
+            RenderedFile(launcher.ARGV, argv, 0o644, False, argv),
+            RenderedFile(launcher.ENV, env, 0o600, True, env_shown)]
+
+
 def _release_files(renderer, service):
     """The service's templates, the launcher, and the manager's config, rendered."""
     where = f"services.{service.name}"
-    files = [renderer.file(t.dest, t.src, t.mode, f"{where}.templates[{i}]")
+    files = [_file(renderer, t.dest, t.src, t.mode, f"{where}.templates[{i}]")
              for i, t in enumerate(service.templates)]
-    run_command = renderer.render(service.run, f"{where}.run", inline=True)
-    files.append(renderer.file(".fabship/run", "fabship/run.sh.j2", 0o755, f"{where}.run",
-                               {"run_command": run_command}))
+    files += _launcher_files(renderer, service)
     if service.manager == "supervisor":
-        files.append(renderer.file(".fabship/supervisord.conf",
-                                   "supervisor/supervisord.conf.j2", 0o644, f"{where}.manager"))
+        files.append(_file(renderer, ".fabship/supervisord.conf",
+                           "supervisor/supervisord.conf.j2", 0o644, f"{where}.manager"))
     else:
         unit = PurePosixPath(systemd.unit_path(service.name)).name
-        files.append(renderer.file(f".fabship/{unit}", "systemd/service.j2", 0o644,
-                                   f"{where}.manager"))
+        files.append(_file(renderer, f".fabship/{unit}", "systemd/service.j2", 0o644,
+                           f"{where}.manager"))
     return files
 
 

@@ -87,7 +87,8 @@ def prepare(project, target, skip_gates, environ=None):
     release = new_release(commit, gates, skip_gates)
     secrets = read_secrets(service.secret_env, os.environ if environ is None else environ,
                            f"{project.source}: services.{service.name}.secret_env")
-    source = artifacts.build_source(project.root / service.source)
+    source = artifacts.build_source(project.root, service.source, commit,
+                                    f"{project.source}: services.{service.name}.source")
     specs = artifacts.deps_specs(read_requirements(project, service), service.manager)
     env = environment(project.root / "templates")
     shipped = (source.digest, artifacts.deps_hash(specs), secrets)
@@ -138,7 +139,8 @@ def deploy(project, target, options, out=print):
         deps = None
         if not all(f.has_venv for f in facts):
             try:
-                deps = artifacts.build_deps(prepared.specs, project.cache, log=out)
+                deps = artifacts.build_deps(prepared.specs, project.cache, log=out,
+                                            hide=target.service.secret_env)
             except BaseException:  # even Ctrl-C: never leave the hosts locked
                 give_back_locks([(ctx.layout, host) for ctx, host in pairs], owner)
                 raise

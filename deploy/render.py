@@ -1,11 +1,11 @@
 """Jinja2 with StrictUndefined: strings and template files -> text. templates/ is data."""
-from pathlib import Path
-
 import shlex
+from pathlib import Path
 
 import jinja2
 
 from .errors import ConfigError
+from .secrets import MASK
 
 FABSHIP_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -49,3 +49,42 @@ def render_string(env, text, variables, what):
 def render_file(env, name, variables, what):
     """Render templates/<name>."""
     return _render(lambda: env.get_template(name), variables, what)
+
+
+HIDDEN = "(not shown: it holds secrets, and its template cannot render with them masked)"
+
+
+class Renderer:  # pylint: disable=too-few-public-methods
+    """Renders twice: with the secrets masked (what plans, logs and errors show), then real.
+
+    The masked render runs first, so a template error names masked values only; an error
+    only the real values raise is reported without them. A template that renders for
+    real but not masked (`{{ TOKEN.split(':')[1] }}`) is not refused: its content is
+    hidden from plans instead.
+    """
+
+    def __init__(self, env, variables, secrets):
+        self.env, self.secrets, self.plain = env, secrets, variables
+        self.real = {**variables, **{s.name: s.value for s in secrets}}
+        self.masked = {**variables, **{s.name: MASK for s in secrets}}
+
+    def render(self, source, what, inline=False):
+        """(real, shown) texts of templates/<source>, or of the inline template `source`."""
+        render = render_string if inline else render_file
+        if not self.secrets:
+            text = render(self.env, source, self.real, what)
+            return text, text
+        try:
+            shown = render(self.env, source, self.masked, what)
+        except ConfigError as masked_error:
+            try:
+                return render(self.env, source, self.real, what), HIDDEN
+            except ConfigError:
+                raise masked_error from None
+        try:
+            return render(self.env, source, self.real, what), shown
+        except ConfigError as exc:
+            kind = type(exc.__cause__).__name__ if exc.__cause__ else "error"
+            raise ConfigError(f"{what}: the template fails with the real secret values "
+                              f"({kind}), though not with them masked; the values are "
+                              "not shown") from None

@@ -1,9 +1,24 @@
-"""Secret values from the controller's environment, masked wherever they could print."""
+"""Secret values from the controller's environment, masked wherever they could print.
+
+Two kinds of masking. Whatever fabship renders (files, plans) is rendered a second time
+with each secret replaced by the mask before any filter sees it: exact, whatever the
+template does. Free text from elsewhere (host output, error text) is masked by value:
+the value and what common filters turn it into (upper/lower case, base64, URL and JSON
+escapes). A value shorter than MIN_FREE characters is masked only where it stands as a
+whole word, and one shorter than MIN_WORD is not searched for at all: replacing every
+`1` or `ab` would garble every line.
+"""
+import base64
+import html
+import json
+import re
+import urllib.parse
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
 MASK = "********"
+MIN_WORD, MIN_FREE = 3, 6
 
 
 @dataclass(frozen=True)
@@ -26,13 +41,39 @@ def read_secrets(names, environ, where):
     return tuple(Secret(name, environ[name]) for name in names)
 
 
+def variants(value):
+    """The value and the forms common filters give it, longest first."""
+    raw = value.encode("utf-8", "surrogatepass")
+    forms = {value, value.upper(), value.lower(), html.escape(value),
+             json.dumps(value)[1:-1], urllib.parse.quote(value, safe=""),
+             urllib.parse.quote(value), urllib.parse.quote_plus(value)}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        text = encode(raw).decode()
+        forms |= {text, text.rstrip("=")}
+    return sorted(forms, key=lambda form: (-len(form), form))
+
+
+def _pattern(secrets):
+    parts = []
+    for secret in secrets:
+        if len(secret.value) < MIN_WORD:
+            continue
+        for form in variants(secret.value):
+            escaped = re.escape(form)
+            parts.append((len(form), escaped if len(secret.value) >= MIN_FREE else
+                          rf"(?<![\w]){escaped}(?![\w])"))
+    if not parts:
+        return None
+    return re.compile("|".join(p for _, p in sorted(parts, key=lambda part: -part[0])))
+
+
 def mask(text, secrets):
-    """`text` with every secret value replaced by the mask."""
-    for secret in sorted(secrets, key=lambda s: -len(s.value)):
-        text = text.replace(secret.value, MASK)
-    return text
+    """`text` with every secret value (and its common transforms) replaced by the mask."""
+    pattern = _pattern(secrets)
+    return pattern.sub(MASK, text) if pattern else text
 
 
 def holds_secret(text, secrets):
-    """True when any secret value occurs in text."""
-    return any(secret.value in text for secret in secrets)
+    """True when a secret value (or a common transform of it) occurs in text."""
+    pattern = _pattern(secrets)
+    return bool(pattern and pattern.search(text))

@@ -8,9 +8,10 @@ import json
 
 import pytest
 
+from deploy.commands import systemd
 from deploy.context import ReleaseInfo, build_context
 from deploy.errors import ConfigError
-from deploy.render import environment
+from deploy.render import HIDDEN, environment
 from deploy.secrets import Secret
 from deploy.target import select
 from tests.deploy.helpers import RELEASE, contexts, services
@@ -40,18 +41,26 @@ def files(ctx):
     return {f.dest: f for f in ctx.files}
 
 
+def argv(ctx):
+    """The program's argv, as the launcher will exec it."""
+    return json.loads(files(ctx)[".fabship/argv.json"].text)
+
+
 def test_builtins_reach_every_template():
     """host, service, environment, commit, release id and paths, per host."""
     _, (first, second) = contexts(run="x [{{ environment }}] {{ host }} {{ service }} "
                                       "{{ commit }} {{ release_id }} {{ root }} "
                                       "{{ release_dir }} {{ venv }}")
-    run = files(first)[".fabship/run"].text.splitlines()[-1]
-    assert run == (f"exec x [staging] 10.0.0.5 hello {RELEASE.commit} {RELEASE.release_id} "
-                   f"/srv/hello /srv/hello/releases/{RELEASE.release_id} "
-                   f"/srv/hello/venvs/{'k' * 16}")
-    assert "x [staging] 10.0.0.6 hello" in files(second)[".fabship/run"].text
+    assert argv(first) == ["x", "[staging]", "10.0.0.5", "hello", RELEASE.commit,
+                           RELEASE.release_id, "/srv/hello",
+                           f"/srv/hello/releases/{RELEASE.release_id}",
+                           f"/srv/hello/venvs/{'k' * 16}"]
+    assert argv(second)[:4] == ["x", "[staging]", "10.0.0.6", "hello"]
     (direct,) = build(None, hosts="web1", run="x [{{ environment }}]")
-    assert files(direct)[".fabship/run"].text.splitlines()[-1] == "exec x []"
+    assert argv(direct) == ["x", "[]"]
+    assert files(first)[".fabship/run"].text.splitlines()[-1] == (
+        f"exec /srv/hello/venvs/{'k' * 16}/bin/python -I "
+        f"/srv/hello/releases/{RELEASE.release_id}/.fabship/launch.py")
 
 
 def test_release_json_records_the_release(tmp_path):
@@ -66,17 +75,22 @@ def test_release_json_records_the_release(tmp_path):
     assert (info.mode, info.secret, info.shown) == (0o644, False, info.text)
     assert info.text.startswith('{\n  "release": ') and info.text.endswith("\n}\n")
     digest = {dest: "sha256:" + hashlib.sha256(by_dest[dest].text.encode()).hexdigest()
-              for dest in ("b.conf", ".fabship/run", ".fabship/supervisord.conf")}
+              for dest in ("b.conf", ".fabship/run", ".fabship/launch.py", ".fabship/argv.json",
+                           ".fabship/supervisord.conf")}
     assert json.loads(info.text) == {
         "release": RELEASE.release_id, "commit": RELEASE.commit, "service": "hello",
         "host": "10.0.0.5", "artifact": "d" * 64, "deps": "k" * 16, "templates": digest,
-        "secret_files": ["a.conf"], "deployer": "alice", "origin": "laptop",
+        "secret_files": [".fabship/env", "a.conf"], "deployer": "alice", "origin": "laptop",
         "started": "2026-11-23T12:00:00Z", "skip_gates": False, "gates": {"unit": "passed"}}
-    assert [f.dest for f in ctx.files] == ["a.conf", "b.conf", ".fabship/run",
-                                           ".fabship/supervisord.conf", "release.json"]
+    assert [f.dest for f in ctx.files] == [
+        "a.conf", "b.conf", ".fabship/run", ".fabship/launch.py", ".fabship/argv.json",
+        ".fabship/env", ".fabship/supervisord.conf", "release.json"]
     assert [(f.mode, f.secret) for f in ctx.files] == [
-        (0o600, True), (0o640, False), (0o755, False), (0o644, False), (0o644, False)]
+        (0o600, True), (0o640, False), (0o755, False), (0o644, False), (0o644, False),
+        (0o600, True), (0o644, False), (0o644, False)]
     assert by_dest["a.conf"].shown == "token=********\n"
+    assert json.loads(by_dest[".fabship/env"].text) == {"API_TOKEN": "t0k3n"}
+    assert json.loads(by_dest[".fabship/env"].shown) == {"API_TOKEN": "********"}
 
 
 def test_skipped_gates_are_recorded():
@@ -93,10 +107,12 @@ def test_skipped_gates_are_recorded():
 def test_systemd_unit_is_rendered_in_the_release():
     """The unit goes to .fabship/fabship-<name>.service; no supervisord.conf."""
     _, (ctx, _) = contexts(manager="systemd")
+    unit = ".fabship/" + systemd.unit_path("hello").rsplit("/", 1)[1]
     assert [(f.dest, f.mode) for f in ctx.files] == [
-        ("hello.conf", 0o644), (".fabship/run", 0o755),
-        (".fabship/fabship-hello.service", 0o644), ("release.json", 0o644)]
-    assert "[Service]" in files(ctx)[".fabship/fabship-hello.service"].text
+        ("hello.conf", 0o644), (".fabship/run", 0o755), (".fabship/launch.py", 0o644),
+        (".fabship/argv.json", 0o644), (".fabship/env", 0o600), (unit, 0o644),
+        ("release.json", 0o644)]
+    assert "[Service]" in files(ctx)[unit].text
 
 
 @pytest.mark.parametrize("root", ["/srv/.", "//srv", "/srv/", "/./srv", "/..", "/srv/x/.."])
@@ -151,15 +167,41 @@ def test_template_errors_name_the_template_entry(tmp_path):
     assert error(tmp_path, templates=[]) == "services.hello.run: 'nope' is undefined"
 
 
-def test_a_render_that_fails_only_when_masked_names_its_template(tmp_path):
-    """Both renders (real and masked) report errors the same way."""
+def test_a_render_that_fails_only_when_masked_is_hidden_not_refused(tmp_path):
+    """A valid template never fails for its masked render: its content is hidden instead.
+
+    In `run`, the same dependence on a secret puts it on the command line: refused.
+    """
     (tmp_path / "t.j2").write_text("{{ 1 // (API_TOKEN | length - 8) }}\n")
+    secrets = (Secret("API_TOKEN", "short"),)
+    (ctx, _) = build(tmp_path, secrets, templates=[{"src": "t.j2", "dest": "t"}])
+    written = files(ctx)["t"]
+    assert (written.text, written.mode, written.secret, written.shown) == (
+        "-1\n", 0o600, True, HIDDEN)
+    message = error_with(secrets, templates=[], run="x {{ 1 // (API_TOKEN | length - 8) }}")
+    assert message.startswith("services.hello.run: the command line would hold secret "
+                              "API_TOKEN: command lines are visible")
+
+
+def error_with(secrets, project=None, **overrides):
+    """The ConfigError message of building contexts with these secrets."""
     with pytest.raises(ConfigError) as err:
-        build(tmp_path, (Secret("API_TOKEN", "short"),),
-              templates=[{"src": "t.j2", "dest": "t"}])
-    assert str(err.value) == ("services.hello.templates[0]: template expression failed: "
-                              "ZeroDivisionError")
-    with pytest.raises(ConfigError) as err:
-        build(tmp_path, (Secret("API_TOKEN", "short"),), templates=[],
-              run="{{ 1 // (API_TOKEN | length - 8) }}")
-    assert str(err.value) == "services.hello.run: template expression failed: ZeroDivisionError"
+        build(project, secrets, **overrides)
+    return str(err.value)
+
+
+def test_template_errors_never_carry_a_secret_value(tmp_path):
+    """Errors come from the masked render; a failure only real values raise names none."""
+    secrets = (Secret("API_TOKEN", "pa$$w;touch /tmp/x'\"\\`"),)
+    (tmp_path / "lookup.j2").write_text("{{ {'a': 1}[API_TOKEN] }}\n")
+    message = error_with(secrets, tmp_path, templates=[{"src": "lookup.j2", "dest": "t"}])
+    assert message == ("services.hello.templates[0]: 'dict object' has no attribute "
+                       "'********'")
+    (tmp_path / "real.j2").write_text(
+        "{% if API_TOKEN != '********' %}{{ {'a': 1}[API_TOKEN | upper] }}{% endif %}\n")
+    message = error_with(secrets, tmp_path, templates=[{"src": "real.j2", "dest": "t"}])
+    assert message == ("services.hello.templates[0]: the template fails with the real "
+                       "secret values (UndefinedError), though not with them masked; the "
+                       "values are not shown")
+    message = error_with(secrets, run="x {{ {'a': 1}[API_TOKEN] }}")
+    assert "pa$$w" not in message and "PA$$W" not in message

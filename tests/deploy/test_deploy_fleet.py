@@ -26,8 +26,8 @@ def test_first_deploy_serves_on_every_host(build):
         saved = json.loads((root / "releases" / release / "release.json").read_text())
         assert saved["commit"] == head and saved["skip_gates"] is False
         assert saved["gates"] == {"unit": "passed"}
-        assert set(saved["templates"]) == {"hello.conf", ".fabship/run",
-                                           ".fabship/supervisord.conf"}
+        assert set(saved["templates"]) == {"hello.conf", ".fabship/run", ".fabship/launch.py",
+                                           ".fabship/argv.json", ".fabship/supervisord.conf"}
         assert not (root / ".lock").exists()
     assert "build the venv from the shipped wheels" in out
     assert re.search(r"deployed on 3 host\(s\)", out)
