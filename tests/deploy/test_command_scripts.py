@@ -21,6 +21,7 @@ from deploy.artifact import build_source, deterministic_tar
 from deploy.commands import lock, release, script
 from deploy.facts import Facts, parse_facts, parse_lock_owner
 from deploy.layout import Layout
+from tests.helpers import git
 
 OWNER = json.dumps({"who": "alice", "where": "laptop", "pid": 7, "release": "r2"})
 
@@ -83,7 +84,10 @@ def test_keep_upload_extract_link_and_publish_assemble_a_release(tmp_path):
     source = tmp_path / "src"
     (source / "pkg").mkdir(parents=True)
     (source / "pkg" / "app.py").write_text("print('hi')\n")
-    artifact = build_source(source)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "add", "src")
+    git(tmp_path, "commit", "-qm", "src")
+    artifact = build_source(tmp_path, "src", git(tmp_path, "rev-parse", "HEAD"))
     part = layout.artifact(artifact.name) + ".part"
     with open(part, "wb") as handle:
         handle.write(artifact.data)
