@@ -50,16 +50,17 @@ def read_commit(root, source, commit, where):
         path = tree_path(source)
     except ValueError as exc:
         raise ConfigError(f"{where}: expected {exc}, got {source!r}") from exc
-    code, prefix, _ = _git(root, "rev-parse", "--show-prefix")
+    code, found, _ = _git(root, "rev-parse", "--show-toplevel", "--show-prefix")
     if code:
         raise ConfigError(f"{root} is not a git checkout: fabship ships a commit, never the "
                           "working tree; commit the service first (git init, add, commit)")
-    treeish = f"{commit}:{prefix.decode().strip()}{path}"
+    top, prefix = (found.decode().split("\n") + [""])[:2]
+    treeish = f"{commit}:{prefix}{path}"
     code, kind, _ = _git(root, "cat-file", "-t", treeish)
     if code or kind.strip() != b"tree":
         raise ConfigError(f"{where}: {source!r} is not a directory in commit {commit[:12]} "
                           "(committed? `git add` it and commit)")
-    code, data, err = _git(root, "archive", "--format=tar", treeish)
+    code, data, err = _git(top, "archive", "--format=tar", treeish)
     if code:
         raise ConfigError(f"{where}: git archive of {source!r} at {commit[:12]} failed: {err}")
     entries = _entries(data)
