@@ -107,7 +107,7 @@ def _launcher_files(renderer, service):
             RenderedFile(launcher.LAUNCH, launcher.LAUNCH_PY, 0o644, False,
                          launcher.LAUNCH_PY),
             RenderedFile(launcher.ARGV, argv, 0o644, False, argv),
-            RenderedFile(launcher.ENV, env, 0o600, True, env_shown)]
+            RenderedFile(launcher.ENV, env, 0o600, bool(renderer.secrets), env_shown)]
 
 
 def _release_files(renderer, service):

@@ -112,6 +112,7 @@ def test_systemd_unit_is_rendered_in_the_release():
         ("hello.conf", 0o644), (".fabship/run", 0o755), (".fabship/launch.py", 0o644),
         (".fabship/argv.json", 0o644), (".fabship/env", 0o600), (unit, 0o644),
         ("release.json", 0o644)]
+    assert not files(ctx)[".fabship/env"].secret  # mode 0600 always; no secret in it here
     assert "[Service]" in files(ctx)[unit].text
 
 
