@@ -33,9 +33,12 @@ def services(**overrides):
     return parse_services(raw, "fabric.yaml")
 
 
-def contexts(secrets=(), **overrides):
-    """(target, [HostContext]) for the staging hosts, as the deploy builds them."""
+def contexts(secrets=(), project=None, **overrides):
+    """(target, [HostContext]) for the staging hosts, as the deploy builds them.
+
+    `project` is a templates/ directory searched before fabship's own.
+    """
     target = select(services(**overrides), env="staging")
-    env = environment(REPO / "templates")
+    env = environment(project or REPO / "templates")
     return target, [build_context(env, target, host, RELEASE, ("d" * 64, "k" * 16, secrets))
                     for host in target.hosts]

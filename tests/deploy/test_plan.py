@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from deploy.artifact import Artifact
-from deploy.commands import lock, release, supervisor
+from deploy.commands import lock, release, supervisor, systemd
 from deploy.errors import ConfigError
 from deploy.executor import batch_script, upload_tar
 from deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
@@ -37,8 +37,9 @@ def test_context_renders_per_host_vars_and_builtins():
     assert first.health_url == "http://127.0.0.1:8080/health"
     assert second.health_url == "http://127.0.0.1:9090/health"
     run = conf[".fabship/run"].text
-    assert f"cd {first.release_dir} || exit 1" in run
-    assert f"exec {first.venv}/bin/python -m hello --config {first.release_dir}/hello.conf" in run
+    assert run.endswith(f"exec {first.venv}/bin/python -I {first.release_dir}/.fabship/launch.py\n")
+    assert json.loads(conf[".fabship/argv.json"].text) == [
+        f"{first.venv}/bin/python", "-m", "hello", "--config", f"{first.release_dir}/hello.conf"]
     saved = json.loads(conf["release.json"].text)
     assert saved["release"] == RELEASE.release_id and saved["deployer"] == "alice"
 
@@ -50,12 +51,14 @@ def test_first_deploy_plan_uploads_everything():
     assert labels(batch) == [
         "create the layout's directories", "remove releases left half-assembled",
         "upload release artifact dddddddddddd", "upload the deps bundle (wheels)",
-        "write hello.conf", "write .fabship/run", "write .fabship/supervisord.conf",
+        "write hello.conf", "write .fabship/run", "write .fabship/launch.py",
+        "write .fabship/argv.json", "write .fabship/env", "write .fabship/supervisord.conf",
         "write release.json", "keep the artifact", "unpack the artifact into the release",
         "build the venv from the shipped wheels (offline)", "link the venv", "link shared/",
         "move the release into place", "check the lock is still ours",
         "switch current (rename)",
         "reload supervisord's config", "restart through supervisord (started if not running)",
+        "start supervisord at boot (crontab @reboot)",
         f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id}"]
     assert batch.steps[15].argv == release.switch(LAYOUT, ctx.release_dir)
     assert plan.rollback_from == (0, 15)  # a failure before the switch needs no rollback
@@ -80,6 +83,7 @@ def test_steady_state_plan_skips_what_the_host_holds():
     assert labels(plan.rollback[0]) == [
         "switch current back to r1", "reload supervisord's config",
         "restart through supervisord (started if not running)",
+        "start supervisord at boot (crontab @reboot)",
         "health check: http://127.0.0.1:8080/health names r1"]
     prune = plan.on_success[0].steps[2]
     assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, "r1")
@@ -104,30 +108,33 @@ def test_dry_run_plan_shows_conditions():
 def test_systemd_plan_installs_unit_and_restarts():
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    assert [s.argv for s in plan.batches[0].steps[16:18]] == [
-        ("sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
-         "/srv/hello/current/.fabship/fabship-hello.service",
-         "/etc/systemd/system/fabship-hello.service"),
-        ("systemctl", "restart", "fabship-hello.service")]
+    unit = "fabship-hello-73182f8e.service"
+    assert [s.argv for s in plan.batches[0].steps[-3:-1]] == [
+        ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
+         f"/srv/hello/current/.fabship/{unit}", f"/etc/systemd/system/{unit}", unit),
+        ("sh", "-c", "set -e" + systemd.RESTART, "fabship", unit)]
 
 
 def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
     _, (ctx, _) = contexts(manager="systemd")
     unit = next(f for f in ctx.files if f.dest.endswith(".service"))
-    path = tmp_path / "fabship-hello.service"
+    path = tmp_path / "fabship-hello-73182f8e.service"
     path.write_text(unit.text)
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "fabship-hello.service" not in proc.stderr, proc.stderr
+    assert "fabship-hello-73182f8e.service" not in proc.stderr, proc.stderr
 
 
-def test_secrets_masked_and_0600():
+def test_secrets_masked_and_0600(tmp_path):
     secret = Secret("DB_PASSWORD", "s3cr3t-value")
-    target, (ctx, _) = contexts(secrets=(secret,), run="env PW={{ DB_PASSWORD }} run")
+    (tmp_path / "db.j2").write_text("env PW={{ DB_PASSWORD }} run\n")
+    target, (ctx, _) = contexts(secrets=(secret,), project=tmp_path,
+                                templates=[{"src": "db.j2", "dest": "db.env"}])
     files = {f.dest: f for f in ctx.files}
-    assert files[".fabship/run"].mode == 0o600 and files[".fabship/run"].secret
-    assert files["hello.conf"].mode == 0o644
+    assert files["db.env"].mode == 0o600 and files["db.env"].secret
+    assert files[".fabship/env"].mode == 0o600 and files[".fabship/env"].secret
+    assert files[".fabship/run"].mode == 0o755 and not files[".fabship/run"].secret
     assert str(secret) == "********" and "s3cr3t" not in repr(secret)
     plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
     text = "\n".join(plan_lines("h", plan.batches[0], plan, (secret,)))
@@ -137,9 +144,8 @@ def test_secrets_masked_and_0600():
 
 
 def test_command_builders_quote_everything():
-    assert release.make_dirs(LAYOUT) == (
-        "mkdir", "-p", "/srv/hello/releases", "/srv/hello/venvs", "/srv/hello/artifacts",
-        "/srv/hello/shared/log", "/srv/hello/shared/data")
+    assert release.make_dirs(LAYOUT) == ("sh", "-c", "set -e" + release.MAKE_DIRS, "fabship",
+                                         "/srv/hello")
     switch = release.switch(Layout("/srv/it's here"), "/srv/it's here/releases/r1")
     assert switch[:2] == ("sh", "-c") and switch[3:] == (
         "fabship", "/srv/it's here", "/srv/it's here/releases/r1")
@@ -150,25 +156,25 @@ def test_command_builders_quote_everything():
         "fabship", "/srv/hello", '{"who": "me"}')
     assert supervisor.restart(LAYOUT, "/v", "hello")[3:] == (
         "fabship", "/v/bin/python", "/srv/hello/current/.fabship/supervisord.conf",
-        "/srv/hello/supervisord.pid", "hello")
+        "/srv/hello", "hello")
 
 
 def test_batch_script_runs_in_order_and_unpacks_uploads_once():
     batch = probe_batch(LAYOUT, "{}", True)
-    script = batch_script(batch)
-    assert script.count("|| fail") == 2 and "tar -x" not in script
-    assert script.count("printf 'fabship-step-done %s\\n'") == 2
+    script = batch_script(batch, "n0nce")
+    assert script.count("else fail") == 2 and "tar -x" not in script
+    assert script.count("printf 'fabship-n0nce-done %s\\n'") == 2
     mixed = Batch("x", (Run(("mkdir", "-p", "/a b"), "mk"),
                         Upload("/a b/f", "f", mode=0o600, text="x", size=1),
                         Upload("/a b/g", "g", text="y", size=1),
                         Run(("mv", "/a b/f", "/a b/h"), "mv")))
-    lines = batch_script(mixed).splitlines()
-    assert lines[-6:] == ["mkdir -p '/a b' || fail 0 $?",
-                          "printf 'fabship-step-done %s\\n' 0",
-                          "tar -x -p --no-same-owner -C / -f - || fail 1 $?",
-                          "printf 'fabship-step-done %s\\n' 1 2",
-                          "mv '/a b/f' '/a b/h' || fail 3 $?",
-                          "printf 'fabship-step-done %s\\n' 3"]
+    lines = batch_script(mixed, "n0nce").splitlines()
+    assert lines[-4:] == [
+        "if mkdir -p '/a b'; then printf 'fabship-n0nce-done %s\\n' 0; else fail 0 $?; fi",
+        "if tar -x -p --no-same-owner -C / -f -; then printf 'fabship-n0nce-done %s\\n' 1 2; "
+        "else fail 1 $?; fi",
+        "if mv '/a b/f' '/a b/h'; then printf 'fabship-n0nce-done %s\\n' 3; else fail 3 $?; fi",
+        "exit $failed"]
     data = upload_tar([s for s in mixed.steps if isinstance(s, Upload)], {})
     assert b"a b/f" in data
     assert to_json(mixed)["steps"][1] == {
@@ -195,11 +201,12 @@ def test_summary_table():
         "host  result  n", "----  ------  -", "h1    ok      3"]
 
 
-def test_secret_seen_through_a_filter_is_still_secret():
+def test_secret_seen_through_a_filter_is_still_secret(tmp_path):
     secret = Secret("DB_PASSWORD", "it's a s3cret")
-    target, (ctx, _) = contexts(secrets=(secret,),
-                                run="env PW={{ DB_PASSWORD | shell_quote }} run")
-    launcher = next(f for f in ctx.files if f.dest == ".fabship/run")
+    (tmp_path / "db.j2").write_text("env PW={{ DB_PASSWORD | shell_quote }} run\n")
+    target, (ctx, _) = contexts(secrets=(secret,), project=tmp_path,
+                                templates=[{"src": "db.j2", "dest": "db.env"}])
+    launcher = next(f for f in ctx.files if f.dest == "db.env")
     assert "it's a s3cret" not in launcher.text  # quoted: no literal match
     assert launcher.secret and launcher.mode == 0o600
     plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
