@@ -7,7 +7,7 @@ import json
 import shlex
 
 from deploy.artifact import Artifact
-from deploy.commands import health, lock, release, supervisor
+from deploy.commands import boot, health, lock, release, supervisor, systemd
 from deploy.facts import UNKNOWN, Facts, parse_facts
 from deploy.planner import build_host_plan, owner_record, probe_batch
 from deploy.secrets import Secret
@@ -19,6 +19,10 @@ DEPS = Artifact("e" * 64, b"wheels")
 SCRIPTS = {"set -e" + getattr(module, name): name
            for module in (lock, release, supervisor) for name in dir(module)
            if name.isupper() and isinstance(getattr(module, name), str)}
+SCRIPTS.update({"set -e" + boot.INSTALL: "BOOT_INSTALL", "set -e" + systemd.INSTALL:
+                "UNIT_INSTALL", "set -e" + systemd.RESTART: "UNIT_RESTART",
+                "set -e" + systemd.STOP: "UNIT_STOP"})
+UNIT = "fabship-hello-73182f8e.service"  # sha256("/srv/hello") starts 73182f8e
 TOKENS = {shlex.quote(owner_record(RELEASE)): "OWNER",
           "/srv/hello/releases/." + RELEASE.release_id + ".tmp": "STAGING",
           "/srv/hello/artifacts/" + SOURCE.name: "ARTIFACT",
@@ -64,32 +68,35 @@ def history(status, previous):
 
 
 SHIP = [
-    "create the layout's directories | mkdir -p ROOT/releases ROOT/venvs ROOT/artifacts "
-    "ROOT/shared/log ROOT/shared/data",
+    "create the layout's directories | MAKE_DIRS /srv/hello",
     "remove releases left half-assembled | CLEAN_STAGING ROOT/releases",
     "upload release artifact dddddddddddd | upload ARTIFACT.part 644 source 12",
     "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 6",
     "write hello.conf | upload STAGING/hello.conf 644 text 139",
-    "write .fabship/run | upload STAGING/.fabship/run 755 text 341",
+    "write .fabship/run | upload STAGING/.fabship/run 755 text 421",
+    "write .fabship/launch.py | upload STAGING/.fabship/launch.py 644 text 724",
+    "write .fabship/argv.json | upload STAGING/.fabship/argv.json 644 text 146",
+    "write .fabship/env | upload STAGING/.fabship/env 600 text 3",
     "write .fabship/supervisord.conf | upload STAGING/.fabship/supervisord.conf 644 text 795",
-    "write release.json | upload STAGING/release.json 644 text 743",
-    "keep the artifact | mv -f ARTIFACT.part ARTIFACT",
-    "unpack the artifact into the release | tar -xzf ARTIFACT -C STAGING",
+    "write release.json | upload STAGING/release.json 644 text 1040",
+    "keep the artifact | mv -fT ARTIFACT.part ARTIFACT",
+    "unpack the artifact into the release | tar -xzf ARTIFACT -C STAGING --skip-old-files",
     "build the venv from the shipped wheels (offline) | INSTALL_DEPS VENV VENV.bundle.tar.gz "
     "python3",
-    "link the venv | ln -sfn VENV STAGING/.fabship/venv",
-    "link shared/ | ln -sfn ROOT/shared STAGING/shared",
+    "link the venv | ln -sfnT VENV STAGING/.fabship/venv",
+    "link shared/ | ln -sfnT ROOT/shared STAGING/shared",
     "move the release into place | mv -T STAGING ROOT/releases/R",
     "check the lock is still ours | STILL_OURS /srv/hello OWNER",
     "switch current (rename) | SWITCH /srv/hello ROOT/releases/R",
-    "reload supervisord's config | RELOAD VENV/bin/python CUR/supervisord.conf "
-    "ROOT/supervisord.pid",
+    "reload supervisord's config | RELOAD VENV/bin/python CUR/supervisord.conf /srv/hello "
+    "''",
     "restart through supervisord (started if not running) | RESTART VENV/bin/python "
-    "CUR/supervisord.conf ROOT/supervisord.pid hello",
+    "CUR/supervisord.conf /srv/hello hello",
+    "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
     "health check: http://127.0.0.1:8080/health names R | CHECK VENV/bin/python "
     "http://127.0.0.1:8080/health R 15",
 ]
-UPLOADS_ONLY_WHEN_MISSING = {2, 3, 8, 10}
+UPLOADS_ONLY_WHEN_MISSING = {2, 3, 11, 13}
 
 
 def finish(previous, protected):
@@ -109,10 +116,9 @@ def test_first_deploy_plan_exactly():
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
     assert plan.host == "deploy@10.0.0.5"
     assert batches(plan, "batches") == [("ship, switch, restart, health check", SHIP)]
-    assert plan.rollback_from == (0, 15)
+    assert plan.rollback_from == (0, 18)
     assert batches(plan, "rollback") == [("stop the failed first release", [
-        "stop the program | STOP VENV/bin/python CUR/supervisord.conf ROOT/supervisord.pid "
-        "hello", "remove current | rm -f ROOT/current"])]
+        "stop the program | STOP VENV/bin/python CUR/supervisord.conf /srv/hello hello", "remove current | rm -f ROOT/current"])]
     assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
 
 
@@ -124,13 +130,14 @@ def test_steady_state_plan_exactly():
     plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
     ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
     assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
-    assert plan.rollback_from == (0, 11) and ship[11].startswith("switch current")
+    assert plan.rollback_from == (0, 14) and ship[14].startswith("switch current")
     back = "ROOT/releases/r1/.fabship/venv/bin/python"
     assert batches(plan, "rollback") == [("roll back to r1", [
         "switch current back to r1 | SWITCH /srv/hello ROOT/releases/r1",
-        f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf ROOT/supervisord.pid",
+        f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf /srv/hello ''",
         f"restart through supervisord (started if not running) | RESTART {back} "
-        "CUR/supervisord.conf ROOT/supervisord.pid hello",
+        "CUR/supervisord.conf /srv/hello hello",
+        "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
         f"health check: http://127.0.0.1:8080/health names r1 | CHECK {back} "
         "http://127.0.0.1:8080/health r1 15"])]
     assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish("r1", "R r1")
@@ -152,37 +159,41 @@ def test_dry_run_plan_exactly():
 
 
 def test_systemd_plans_exactly():
-    """Under systemd the unit is installed and restarted; a failed first release stops it."""
+    """Under systemd the unit (named after service and root) is installed, enabled and
+    restarted; a failed first release stops and disables it."""
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, None), RELEASE)
     steps = batches(plan, "batches")[0][1]
     assert steps[3] == "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 0"
-    assert steps[6].startswith("write .fabship/fabship-hello.service | upload "
-                               "STAGING/.fabship/fabship-hello.service 644 text ")
-    assert steps[16:] == [
-        "install the systemd unit, reload | sh -c 'install -m 0600 \"$1\" \"$2\" && systemctl "
-        "daemon-reload' fabship CUR/fabship-hello.service "
-        "/etc/systemd/system/fabship-hello.service",
-        "restart the systemd unit | systemctl restart fabship-hello.service",
+    assert len(steps) == len(SHIP) - 1  # a unit for supervisord.conf; no reload, no crontab
+    assert [line.split(" | ")[0] for line in steps if "supervisor" in line] == []
+    assert sum(line.startswith(f"write .fabship/{UNIT} | upload STAGING/.fabship/{UNIT} "
+                               "644 text ") for line in steps) == 1
+    assert steps[-3:] == [
+        f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
+        f"/etc/systemd/system/{UNIT} {UNIT}",
+        f"restart {UNIT} | UNIT_RESTART {UNIT}",
         SHIP[-1]]
     assert batches(plan, "rollback") == [("stop the failed first release", [
-        "stop the systemd unit | systemctl stop fabship-hello.service",
+        f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
         "remove current | rm -f ROOT/current"])]
     steady = build_host_plan(target.service, ctx, parse_facts("current=/x/releases/r1\n"),
                              (SOURCE, None), RELEASE)
     assert [line.split(" | ")[0] for line in batches(steady, "rollback")[0][1]] == [
-        "switch current back to r1", "install the systemd unit, reload",
-        "restart the systemd unit", "health check: http://127.0.0.1:8080/health names r1"]
+        "switch current back to r1", f"install and enable {UNIT}, reload systemd",
+        f"restart {UNIT}", "health check: http://127.0.0.1:8080/health names r1"]
 
 
-def test_secret_files_are_uploaded_as_secret_text():
+def test_secret_files_are_uploaded_as_secret_text(tmp_path):
     """A file holding a secret is written 0600 with its text; plans show the masked text."""
     secret = Secret("DB_PASSWORD", "s3cr3t")
-    target, (ctx, _) = contexts(secrets=(secret,), run="env PW={{ DB_PASSWORD }} run")
+    (tmp_path / "db.j2").write_text("PW={{ DB_PASSWORD }}\n")
+    target, (ctx, _) = contexts(secrets=(secret,), project=tmp_path,
+                                templates=[{"src": "db.j2", "dest": "db.env"}])
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    upload = plan.batches[0].steps[5]
-    assert outline(upload) == "write .fabship/run | upload STAGING/.fabship/run 600 secret 236"
-    assert "exec env PW=s3cr3t run" in upload.text
+    upload = plan.batches[0].steps[4]
+    assert outline(upload) == "write db.env | upload STAGING/db.env 600 secret 10"
+    assert upload.text == "PW=s3cr3t\n"
     assert upload.shown == upload.text.replace("s3cr3t", "********")
     assert upload.size == len(upload.text.encode())
 
