@@ -147,9 +147,9 @@ def test_dry_run_plan_exactly():
     """Unknown facts: every conditional step is kept with its condition shown."""
     target, (ctx, _) = contexts()
     plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
-    conditions = {2: "the host holds artifact dddddddddddd", 8: "the host holds artifact "
+    conditions = {2: "the host holds artifact dddddddddddd", 11: "the host holds artifact "
                   "dddddddddddd", 3: "venvs/kkkkkkkkkkkkkkkk is complete",
-                  10: "venvs/kkkkkkkkkkkkkkkk is complete", 16: "supervisord.conf is unchanged"}
+                  13: "venvs/kkkkkkkkkkkkkkkk is complete", 19: "supervisord.conf is unchanged"}
     ship = [line + (f" | unless {conditions[i]}" if i in conditions else "")
             for i, line in enumerate(SHIP)]
     assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
