@@ -177,11 +177,12 @@ HEALTH = '''    def get(self):
 '''
 
 LEAKY_HEALTH = '''    def get(self):
-        """503, and a body that leaks the database password from db.env."""
+        """503, and a body that leaks the database password from db.env, as is and encoded."""
         env = Path(__file__).resolve().parent.parent / "db.env"
         password = env.read_text().split("DB_PASSWORD=", 1)[1].split()[0]
         self.set_status(503)
-        self.write(f"database refused password {password}")
+        encoded = base64.b64encode(password.encode()).decode()
+        self.write(f"database refused password {password} ({password.upper()}, {encoded})")
 '''
 
 
@@ -198,13 +199,15 @@ def test_secret_in_the_output_of_a_failed_deploy_is_masked(make_project):
     text = app.read_text()
     assert HEALTH in text
     app.write_text(text.replace(HEALTH, LEAKY_HEALTH).replace(
-        "import tornado.web\n", "from pathlib import Path\n\nimport tornado.web\n", 1))
+        "import tornado.web\n", "import base64\nfrom pathlib import Path\n\nimport tornado.web\n",
+        1))
     project.commit("health leaks the password")
 
     proc = project.fab("service", "deploy", env={"DB_PASSWORD": SECRET})
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr
     assert SECRET not in proc.stdout + proc.stderr
-    shown = f"last response: 503 database refused password {MASK}"
+    assert SECRET.upper() not in proc.stdout + proc.stderr
+    shown = f"last response: 503 database refused password {MASK} ({MASK}, {MASK})"
     for index, host in enumerate(project.hosts):
         prefix = f"[{host['host']}] "
         assert f"{prefix}  FAILED  health check: " in proc.stdout, proc.stdout

@@ -73,12 +73,11 @@ def test_values_reach_the_program_byte_for_byte_and_never_as_shell(build, tmp_pa
     assert secret not in out and "HELLO_SECRET" not in out
     for index in range(2):
         root = project.host_root(index)
-        seen = json.loads((root / "shared" / "data" / "seen.json").read_text())
-        assert seen == {"argv": [hostile, "two words"], "secret": secret}
+        assert json.loads((root / "shared" / "data" / "seen.json").read_text()) == {
+            "argv": [hostile, "two words"], "secret": secret}
         assert project.health(index)["release"] == release
-        shipped = root / "releases" / release
-        assert not (shipped / ".env").exists()
-        env_file = shipped / ".fabship" / "env"
+        assert not (root / "releases" / release / ".env").exists()
+        env_file = root / "releases" / release / ".fabship" / "env"
         assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
         assert json.loads(env_file.read_text()) == {"HELLO_SECRET": secret}
     assert not witness.exists()
