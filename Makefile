@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-DEB_PACKAGES := openssh-server openssh-client chromium chromium-driver python3-venv systemd procps
+DEB_PACKAGES := openssh-server openssh-client chromium chromium-driver python3-venv systemd procps \
+	cron
 NPM_PREFIX := .tools/npm
 GROOVY_LINT := $(NPM_PREFIX)/node_modules/.bin/npm-groovy-lint
 

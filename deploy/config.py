@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .commands import systemd
 from .ec2config import Ec2Settings, parse_ec2
 from .errors import ConfigError
 from .hosts import Host
 from .reader import ENV_NAME, NAME, Reader
 
 MANAGERS = ("supervisor", "systemd")
+BOOTS = ("cron", "none")
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,13 @@ class Service:  # pylint: disable=too-many-instance-attributes
     vars: MappingProxyType
     secret_env: tuple[str, ...]
     environments: MappingProxyType
+    user: str | None = None  # systemd: who the unit runs as (None: the SSH user, not root)
+    boot: str = "cron"  # supervisor: how supervisord comes back after a reboot (or none)
 
 
 SERVICE_KEYS = ("root", "source", "requirements", "python", "run", "manager", "templates",
-                "health", "keep_releases", "vars", "secret_env", "environments")
+                "health", "keep_releases", "vars", "secret_env", "environments", "user",
+                "boot")
 
 
 def parse_environment(reader, name, raw, path):
@@ -131,6 +136,7 @@ def parse_service(reader, name, raw):
     manager = raw.get("manager", "supervisor")
     if manager not in MANAGERS:
         reader.fail(f"{path}.manager", " or ".join(MANAGERS), manager)
+    user, boot = _manager_keys(reader, raw, path, manager)
     return Service(
         name=name,
         root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root"),
@@ -153,7 +159,27 @@ def parse_service(reader, name, raw):
         environments=MappingProxyType({
             env: parse_environment(reader, env, env_raw, f"{path}.environments.{env}")
             for env, env_raw in environments.items()}),
+        user=user,
+        boot=boot,
     )
+
+
+def _manager_keys(reader, raw, path, manager):
+    """(user, boot): `user` only under systemd, `boot` only under supervisor."""
+    if manager == "supervisor" and "user" in raw:
+        raise ConfigError(f"{reader.source}: {path}.user: only with `manager: systemd` "
+                          "(supervisord runs the program as the SSH user)")
+    if manager == "systemd" and "boot" in raw:
+        raise ConfigError(f"{reader.source}: {path}.boot: only with `manager: supervisor` "
+                          "(the systemd unit is enabled, so it starts at boot)")
+    user = raw.get("user")
+    if user is not None:
+        reader.text(user, f"{path}.user", systemd.USER,
+                    "a user name (a letter or _, then letters, digits, _ or -, at most 31)")
+    boot = raw.get("boot", "cron")
+    if boot not in BOOTS:
+        reader.fail(f"{path}.boot", " or ".join(BOOTS), boot)
+    return user, boot
 
 
 def parse_services(raw, source):

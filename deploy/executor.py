@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from .commands.boot import WARNING
 from .parallel import each
 from .printer import batch_title, prefixed, step_done, step_failed
 from .secrets import mask
@@ -113,6 +114,8 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
         self._say(batch_title(self.transport.trips + 1, batch))
         result = run_batch(self.transport, batch, self.blobs, lambda index: self._say(
             step_done(batch.steps[index], time.monotonic() - started)))
+        self._say(*(line for line in mask(result.output, self.secrets).splitlines()
+                    if line.startswith(WARNING)))  # e.g. no crontab: no start at boot
         if not result.ok:
             self._say(*step_failed(result.failed_step, result.code,
                                    time.monotonic() - started,

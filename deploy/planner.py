@@ -9,7 +9,7 @@ import json
 import posixpath
 from dataclasses import replace
 
-from .commands import health, lock, release, supervisor, systemd
+from .commands import boot, health, lock, release, supervisor, systemd
 from .steps import Batch, HostPlan, Run, Upload
 
 
@@ -44,16 +44,21 @@ def reload_step(layout, venv):
 def restart_steps(service, layout, venv, reload=None):
     """Restart the program through its manager (the release's venv runs supervisorctl).
 
-    Under supervisor, `reload` (a reload_step, or None to skip it) comes first.
+    Under supervisor, `reload` (a reload_step, or None to skip it) comes first, and with
+    `boot: cron` the crontab's @reboot line follows. Under systemd, the unit named after
+    the service and root is installed, enabled (it starts at boot) and restarted.
     """
     if service.manager == "supervisor":
+        at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
         return (*((reload,) if reload else ()),
                 Run(supervisor.restart(layout, venv, service.name),
-                    "restart through supervisord (started if not running)"))
-    unit = posixpath.join(layout.current, ".fabship",
-                          posixpath.basename(systemd.unit_path(service.name)))
-    return (Run(systemd.install_unit(unit, service.name), "install the systemd unit, reload"),
-            Run(systemd.restart(service.name), "restart the systemd unit"))
+                    "restart through supervisord (started if not running)"),
+                *((at_boot,) if service.boot == "cron" else ()))
+    unit = systemd.unit_name(service.name, layout.root)
+    return (Run(systemd.install_unit(posixpath.join(layout.current, ".fabship", unit),
+                                     service.name, layout.root),
+                f"install and enable {unit}, reload systemd"),
+            Run(systemd.restart(service.name, layout.root), f"restart {unit}"))
 
 
 def _reload_when_changed(ctx, facts):
@@ -67,7 +72,8 @@ def _reload_when_changed(ctx, facts):
 def _stop(service, ctx):
     if service.manager == "supervisor":
         return Run(supervisor.stop(ctx.layout, ctx.venv, service.name), "stop the program")
-    return Run(systemd.stop(service.name), "stop the systemd unit")
+    return Run(systemd.stop(service.name, ctx.layout.root),
+               f"stop and disable {systemd.unit_name(service.name, ctx.layout.root)}")
 
 
 def prepare_steps(service, ctx, facts, shipped):

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from .aws import Aws
+from .commands import boot
 from .config import parse_services
 from .ec2facts import find_instances
 from .errors import ConfigError, FabshipError
@@ -134,6 +135,8 @@ class Rehearsal:
         if self.state.exists():
             for pidfile in sorted(self.state.rglob("supervisord.pid")):
                 stopped += stop_pid(pidfile)
+            for root in sorted(self.state.glob("r/*")):  # the deploys' @reboot lines
+                subprocess.run(boot.forget(str(root)), capture_output=True, check=False)
             stopped += stop_pid(self.state / "emulator.pid")
             for pidfile in sorted(self.state.glob("hosts/*/sshd.pid")):
                 stopped += stop_pid(pidfile)

@@ -27,6 +27,9 @@ def hello_service(fleet_root, **overrides):
         "health": {"path": "/health", "port": "{{ port }}", "timeout": 20},
         "keep_releases": 3,
         "vars": {"bind": "127.0.0.1", "greeting": "hello"},
+        # The fleet's hosts share this machine's user: leave its crontab alone
+        # (tests/deploy/test_systemd_mode.py covers `boot: cron`, and cleans up).
+        "boot": "none",
     }
     service.update(overrides)
     return service

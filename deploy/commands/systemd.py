@@ -1,25 +1,94 @@
-"""systemd: the unit rendered from templates/systemd/, then daemon-reload and restart."""
+"""systemd: the unit rendered from templates/systemd/, installed, enabled and restarted.
+
+The unit is named after the service and its root (`fabship-<service>-<8 hex>.service`),
+so two environments of one service on one host have two units. It runs as `User=`,
+holds no secret (the launcher reads them from .fabship/env, mode 0600), and is
+installed mode 0644. systemctl needs root: the scripts run as the SSH user when it is
+root, else through `sudo -n` (a password prompt would hang the deploy; see README).
+"""
+import hashlib
+import posixpath
+import re
+
+from . import script
+from ..errors import ConfigError
+
+UNIT_DIR = "/etc/systemd/system"
+# systemd's strict user name rule (no warning from systemd, nothing a unit file reads
+# as syntax): a letter or _, then letters, digits, _ or -, at most 31 characters.
+USER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,30}")
+
+AS_ROOT = r"""
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n -- "$@"; fi; }
+"""
+
+INSTALL = AS_ROOT + r"""
+as_root install -m 0644 "$1" "$2"
+as_root systemctl daemon-reload
+as_root systemctl enable --quiet "$3"
+"""
+
+RESTART = AS_ROOT + r"""
+as_root systemctl restart "$1"
+"""
+
+# A failed first release leaves nothing to serve: stop the unit and keep it from
+# starting at boot (the next good deploy enables it again).
+STOP = AS_ROOT + r"""
+as_root systemctl disable --quiet --now "$1"
+"""
 
 
-def unit_path(name):
-    """Where the unit is installed."""
-    return f"/etc/systemd/system/fabship-{name}.service"
+def unit_name(name, root):
+    """`fabship-<service>-<first 8 hex of sha256(root)>.service`: unique per root."""
+    return f"fabship-{name}-{hashlib.sha256(root.encode()).hexdigest()[:8]}.service"
 
 
-def install_unit(staged_unit, name):
-    """Copy the release's rendered unit into place and reload systemd.
+def unit_path(name, root):
+    """Where the unit of service `name` under `root` is installed."""
+    return posixpath.join(UNIT_DIR, unit_name(name, root))
 
-    Mode 0600: a unit may hold secrets (Environment=...), and only systemd reads it.
+
+def unit_user(service_user, deploy_user, where="user"):
+    """The account the unit runs as: `user:` if set, else the SSH user unless it is root.
+
+    Raises ConfigError (naming `where`, the key path) when the deploy logs in as root
+    and no `user:` says who runs the service, or when the SSH user's name is not one
+    systemd takes strictly.
     """
-    return ("sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
-            staged_unit, unit_path(name))
+    if service_user is not None:
+        if not USER.fullmatch(service_user):
+            raise ConfigError(f"{where}: expected a user name (a letter or _, then letters, "
+                              f"digits, _ or -, at most 31), got {service_user!r}")
+        return service_user
+    if deploy_user == "root":
+        raise ConfigError(f"{where}: the deploy logs in as root and no `user:` says who runs "
+                          "the service: set `user:` to the account it runs as (`user: root` "
+                          "to run it as root, explicitly)")
+    if not USER.fullmatch(deploy_user or ""):
+        raise ConfigError(f"{where}: the unit would run as the SSH user {deploy_user!r}, "
+                          "which is not a user name systemd takes strictly: set `user:`")
+    return deploy_user
 
 
-def restart(name):
+def refuse_secret(secret, where="manager"):
+    """A rendered unit must hold no secret: `systemctl show` prints it to every user."""
+    if secret:
+        raise ConfigError(f"{where}: the systemd unit holds a secret, and `systemctl show` "
+                          "shows a unit to every local user; the launcher reads secrets "
+                          "from .fabship/env (mode 0600): keep them out of the unit")
+
+
+def install_unit(staged_unit, name, root):
+    """Install the release's rendered unit (0644), reload systemd, enable the unit."""
+    return script(INSTALL, staged_unit, unit_path(name, root), unit_name(name, root))
+
+
+def restart(name, root):
     """Restart the unit."""
-    return ("systemctl", "restart", f"fabship-{name}.service")
+    return script(RESTART, unit_name(name, root))
 
 
-def stop(name):
-    """Stop the unit."""
-    return ("systemctl", "stop", f"fabship-{name}.service")
+def stop(name, root):
+    """Stop the unit and disable it (a failed first release: nothing left to serve)."""
+    return script(STOP, unit_name(name, root))

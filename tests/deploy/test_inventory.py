@@ -70,6 +70,7 @@ def cloud(moto_env, wheel_cache, tmp_path_factory):
         "templates": [{"src": "hello/hello.conf.j2", "dest": "hello.conf"}],
         "health": {"path": "/health", "port": "{{ port }}", "timeout": 20},
         "keep_releases": 3, "vars": {"bind": "127.0.0.1", "greeting": "hello"},
+        "boot": "none",  # this machine's crontab stays as it was
         "environments": {ENV: {"root": "{{ rehearsal_root }}",
                                "vars": {"rehearsal_root": "/srv/default", "port": 1},
                                "ec2": {

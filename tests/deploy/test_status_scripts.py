@@ -3,6 +3,7 @@
 The health answers come from a real HTTP server on loopback; the "venv" python a release
 links to is the interpreter running these tests.
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -191,10 +192,16 @@ def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
 
 
 def test_systemd_commands_are_exact():
-    """The unit is installed 0600 (it may hold secrets), then restarted or stopped."""
-    assert systemd.unit_path("hello") == "/etc/systemd/system/fabship-hello.service"
-    assert systemd.install_unit("/r/current/.fabship/fabship-hello.service", "hello") == (
-        "sh", "-c", 'install -m 0600 "$1" "$2" && systemctl daemon-reload', "fabship",
-        "/r/current/.fabship/fabship-hello.service", "/etc/systemd/system/fabship-hello.service")
-    assert systemd.restart("hello") == ("systemctl", "restart", "fabship-hello.service")
-    assert systemd.stop("hello") == ("systemctl", "stop", "fabship-hello.service")
+    """The unit (named after service and root) is installed 0644 (it holds no secret) and
+    enabled, then restarted, or stopped and disabled; the name travels as an argument."""
+    unit = "fabship-hello-" + hashlib.sha256(b"/r").hexdigest()[:8] + ".service"
+    assert systemd.unit_path("hello", "/r") == f"/etc/systemd/system/{unit}"
+    assert systemd.install_unit(f"/r/current/.fabship/{unit}", "hello", "/r") == (
+        "sh", "-c", "set -e" + systemd.INSTALL, "fabship", f"/r/current/.fabship/{unit}",
+        f"/etc/systemd/system/{unit}", unit)
+    assert 'install -m 0644 "$1" "$2"' in systemd.INSTALL
+    assert 'systemctl enable --quiet "$3"' in systemd.INSTALL
+    assert systemd.restart("hello", "/r") == ("sh", "-c", "set -e" + systemd.RESTART,
+                                              "fabship", unit)
+    assert systemd.stop("hello", "/r") == ("sh", "-c", "set -e" + systemd.STOP, "fabship",
+                                           unit)
