@@ -72,10 +72,3 @@ def install(root):
 def forget(root):
     """Remove the `@reboot` line of `root` (the rehearsal's `down`, tests)."""
     return script(FORGET, root)
-
-
-def line(root):
-    """The crontab line `install` writes for `root` (what cron runs at boot)."""
-    conf = f"{root}/current/.fabship"
-    return (f"@reboot {conf}/venv/bin/python -m supervisor.supervisord -c "
-            f"{conf}/supervisord.conf # fabship-boot {root}")
