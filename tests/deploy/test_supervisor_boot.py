@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from deploy.commands import boot
+from deploy.rehearsal import Rehearsal
 from tests.deploy.fleetstate import deploy_ok
 
 TOKEN = f"fabship-test-{uuid.uuid4().hex[:12]}"  # in every root this module puts in a crontab
@@ -121,6 +122,22 @@ def test_concurrent_deploys_keep_every_line(tmp_path):
         results = list(pool.map(lambda root: sh(boot.install(root), env), roots))
     assert [(p.returncode, p.stdout) for p in results] == [(0, "")] * len(roots)
     assert sorted(mine()) == sorted(boot_line(root) for root in roots)
+
+
+@needs_crontab
+@pytest.mark.usefixtures("tab")
+def test_rehearsal_down_removes_its_roots_lines(tmp_path):
+    """`make demo-down` removes the lines the rehearsal's deploys added, and no other."""
+    project = tmp_path / TOKEN
+    roots = [project / ".rehearsal" / "r" / name for name in ("1", "2")]
+    for root in roots:
+        root.mkdir(parents=True)
+    other = f"/nonexistent/{TOKEN}/kept"
+    for root in [*map(str, roots), other]:
+        assert sh(boot.install(root)).returncode == 0
+    assert len(mine()) == 3
+    Rehearsal(project, out=lambda line: None).down()
+    assert mine() == [boot_line(other)] and not (project / ".rehearsal").exists()
 
 
 def test_no_crontab_on_the_host_is_one_warning_and_no_failure(tmp_path):
