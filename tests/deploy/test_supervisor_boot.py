@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from deploy.commands import boot
+from deploy.executor import HostExecutor
 from deploy.rehearsal import Rehearsal
+from deploy.steps import Batch, HostPlan, Run
 from tests.deploy.fleetstate import deploy_ok
 
 TOKEN = f"fabship-test-{uuid.uuid4().hex[:12]}"  # in every root this module puts in a crontab
@@ -159,6 +161,46 @@ def test_no_crontab_on_the_host_is_one_warning_and_no_failure(tmp_path):
     assert (forgot.returncode, forgot.stdout) == (
         0, "fabship: warning: no crontab command on this host: the @reboot line of "
            "/srv/hello stays in the crontab (see README, boot)\n")
+
+
+class NoCronHost:
+    """A transport running commands with the local sh on a PATH without `crontab`: a host
+    where cron is not installed (no SSH needed to show what the executor prints)."""
+
+    address = "nocron"
+
+    def __init__(self, bin_dir):
+        self.trips, self.env = 0, {"PATH": str(bin_dir), "HOME": str(bin_dir)}
+
+    def run(self, command, stdin=None, on_line=None):
+        """(exit code, combined output), each line also given to on_line."""
+        self.trips += 1
+        proc = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
+                              env=self.env, check=False)
+        output = (proc.stdout + proc.stderr).decode()
+        for line in output.splitlines():
+            if on_line:
+                on_line(line)
+        return proc.returncode, output
+
+
+def test_the_deploy_prints_the_warning_and_goes_on(tmp_path):
+    """The executor shows a step's `fabship: warning:` line; the host still ends deployed."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "awk", "grep", "touch", "flock", "printf", "cat"):
+        if shutil.which(tool):
+            (bin_dir / tool).symlink_to(shutil.which(tool))
+    plan = HostPlan("nocron", (Batch("restart", (
+        Run(boot.install("/srv/hello"), "start supervisord at boot (crontab @reboot)"),)),),
+        (1, 0), (), (), ())
+    lines = []
+    outcome = HostExecutor(NoCronHost(bin_dir), {}, lines.append).execute(plan, "r1")
+    assert outcome.status == "deployed", lines
+    warnings = [line for line in lines if "warning" in line]
+    assert warnings == ["[nocron] fabship: warning: no crontab command on this host: "
+                        "supervisord of /srv/hello will not start again after a reboot "
+                        "(see README, boot)"]
 
 
 # --- a real deploy, then a "reboot" -------------------------------------------------------
