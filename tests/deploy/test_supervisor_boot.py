@@ -163,7 +163,7 @@ def test_no_crontab_on_the_host_is_one_warning_and_no_failure(tmp_path):
            "/srv/hello stays in the crontab (see README, boot)\n")
 
 
-class NoCronHost:
+class NoCronHost:  # pylint: disable=too-few-public-methods
     """A transport running commands with the local sh on a PATH without `crontab`: a host
     where cron is not installed (no SSH needed to show what the executor prints)."""
 
