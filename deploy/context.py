@@ -7,7 +7,6 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from . import launcher
 from .commands import health, systemd
@@ -120,20 +119,27 @@ def _release_files(renderer, service):
         files.append(_file(renderer, ".fabship/supervisord.conf",
                            "supervisor/supervisord.conf.j2", 0o644, f"{where}.manager"))
     else:
-        unit = PurePosixPath(systemd.unit_path(service.name)).name
+        unit = systemd.unit_name(service.name, renderer.plain["root"])
         files.append(_file(renderer, f".fabship/{unit}", "systemd/service.j2", 0o644,
                            f"{where}.manager"))
+        systemd.refuse_secret(files[-1].secret, f"{where}.manager")
     return files
 
 
-def build_context(env, target, host, release, shipped):
-    """The HostContext of one host; shipped = (artifact digest, deps key, secrets)."""
+def build_context(env, target, host, release, shipped, deploy_user=None):
+    """The HostContext of one host; shipped = (artifact digest, deps key, secrets).
+
+    `deploy_user` is the SSH user when the host names none (Fabric's `user`).
+    """
     digest, deps_key, secrets = shipped
     service = target.service
     variables, layout, health_url = host_basics(
         env, target, host, {"commit": release.commit, "release_id": release.release_id})
     variables.update(release_dir=layout.release(release.release_id),
                      venv=layout.venv(deps_key))
+    if service.manager == "systemd":
+        variables["unit_user"] = systemd.unit_user(service.user, host.user or deploy_user,
+                                                   f"services.{service.name}.user")
     files = _release_files(Renderer(env, variables, secrets), service)
     info = _release_json(variables, files, release, digest, deps_key)
     files.append(RenderedFile("release.json", info, 0o644, False, info))

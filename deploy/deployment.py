@@ -1,5 +1,4 @@
 """The deploy, end to end: prepare locally, connect, lock + facts, plan, execute, report."""
-import getpass
 import os
 import posixpath
 import socket
@@ -15,6 +14,7 @@ from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
 from .hostkeys import InstancePins
+from .hosts import local_user
 from .planner import build_host_plan, owner_record, probe_batch
 from .printer import plan_lines, summary_table
 from .render import environment
@@ -62,7 +62,7 @@ def new_release(commit, gates, skip_gates, now=None):
     """ReleaseInfo with id `<UTC timestamp>-<short commit>`."""
     now = now or datetime.now(timezone.utc)
     stamp = now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
-    return ReleaseInfo(f"{stamp}-{commit[:7]}", commit, getpass.getuser(),
+    return ReleaseInfo(f"{stamp}-{commit[:7]}", commit, local_user(),
                        socket.gethostname(), os.getpid(), now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                        skip_gates, gates)
 
@@ -92,7 +92,8 @@ def prepare(project, target, skip_gates, environ=None):
     specs = artifacts.deps_specs(read_requirements(project, service), service.manager)
     env = environment(project.root / "templates")
     shipped = (source.digest, artifacts.deps_hash(specs), secrets)
-    contexts = tuple(build_context(env, target, host, release, shipped)
+    deploy_user = getattr(project.fabric_config, "user", None)
+    contexts = tuple(build_context(env, target, host, release, shipped, deploy_user)
                      for host in target.hosts)
     return Prepared(release, secrets, source, specs, contexts)
 

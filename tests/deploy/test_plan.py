@@ -60,8 +60,8 @@ def test_first_deploy_plan_uploads_everything():
         "reload supervisord's config", "restart through supervisord (started if not running)",
         "start supervisord at boot (crontab @reboot)",
         f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id}"]
-    assert batch.steps[15].argv == release.switch(LAYOUT, ctx.release_dir)
-    assert plan.rollback_from == (0, 15)  # a failure before the switch needs no rollback
+    assert batch.steps[18].argv == release.switch(LAYOUT, ctx.release_dir)
+    assert plan.rollback_from == (0, 18)  # a failure before the switch needs no rollback
     assert labels(plan.rollback[0]) == ["stop the program", "remove current"]
 
 
