@@ -126,7 +126,8 @@ def _release_files(renderer, service):
     return files
 
 
-def build_context(env, target, host, release, shipped, deploy_user=None):
+def build_context(env, target, host, release, shipped, *,  # pylint: disable=too-many-arguments
+                  deploy_user=None):
     """The HostContext of one host; shipped = (artifact digest, deps key, secrets).
 
     `deploy_user` is the SSH user when the host names none (Fabric's `user`).

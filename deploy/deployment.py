@@ -93,7 +93,7 @@ def prepare(project, target, skip_gates, environ=None):
     env = environment(project.root / "templates")
     shipped = (source.digest, artifacts.deps_hash(specs), secrets)
     deploy_user = getattr(project.fabric_config, "user", None)
-    contexts = tuple(build_context(env, target, host, release, shipped, deploy_user)
+    contexts = tuple(build_context(env, target, host, release, shipped, deploy_user=deploy_user)
                      for host in target.hosts)
     return Prepared(release, secrets, source, specs, contexts)
 
