@@ -3,8 +3,13 @@
 Each Batch becomes one remote `sh -c` script (one round trip). Its uploads travel on
 stdin as one tar stream unpacked with `tar -x -p` where the first upload stands, so file
 modes (0600 for secrets) are set as the files are created.
+
+The script marks each step's end with a line carrying a random nonce of this round trip
+(`fabship-<nonce>-done N`, `fabship-<nonce>-failed N CODE`): program output cannot forge
+progress or a failure, and a line without the nonce is plain output.
 """
 import io
+import os
 import re
 import shlex
 import tarfile
@@ -19,22 +24,62 @@ from .secrets import mask
 
 from .steps import Run, Upload
 
-PRELUDE = ('umask 022\nfail() { printf "\\nfabship-step-failed %s %s\\n" "$1" "$2"; '
-           'exit 3; }\n')
-DONE = "fabship-step-done "
-FAILED_MARK = re.compile(r"^fabship-step-failed (\d+) (\d+)$", re.MULTILINE)
-MARKS = re.compile(r"^fabship-step-(done|failed) .*\n?", re.MULTILINE)
+
+def new_nonce():
+    """A fresh random token for one round trip's marks."""
+    return os.urandom(8).hex()
+
+
+@dataclass(frozen=True)
+class Marks:
+    """The progress marks of one round trip, and their pure parsers."""
+
+    nonce: str
+
+    @property
+    def prefix(self):
+        """What every mark line starts with."""
+        return f"fabship-{self.nonce}-"
+
+    def _pattern(self):
+        return re.compile(re.escape(self.prefix) + r"(done|failed)((?: [0-9]+)+)\n?")
+
+    def done(self, line):
+        """The step index an output line marks as done (the mark ends the line), or None."""
+        found = re.search(re.escape(self.prefix) + r"done ([0-9]+)$", line)
+        return int(found.group(1)) if found else None
+
+    def failures(self, output, count):
+        """[(index, exit code)] of the failed marks in `output`, for steps 0..count-1."""
+        found = []
+        for kind, numbers in self._pattern().findall(output):
+            parts = [int(number) for number in numbers.split()]
+            if kind == "failed" and len(parts) == 2 and parts[0] < count:
+                found.append((parts[0], parts[1]))
+        return found
+
+    def strip(self, output):
+        """The output without the marks (a mark glued to output keeps its line break)."""
+        def cut(match):
+            start = match.start()
+            return "" if start == 0 or output[start - 1] == "\n" else "\n"
+        return self._pattern().sub(cut, output)
 
 
 @dataclass(frozen=True)
 class BatchResult:
-    """How one round trip ended; `failed_index` is the failing step's position."""
+    """How one round trip ended; `failed_index` is the (first) failing step's position.
+
+    `failures` lists every failed step as (index, label, exit code): a batch run with
+    keep_going goes on after a failure (the finish: the lock is released regardless).
+    """
 
     ok: bool
     output: str
     failed_index: int | None = None
     failed_step: str | None = None
     code: int = 0
+    failures: tuple = ()
 
 
 def upload_tar(uploads, blobs):
@@ -49,42 +94,58 @@ def upload_tar(uploads, blobs):
     return raw.getvalue()
 
 
-def batch_script(batch):
+def batch_script(batch, nonce, keep_going=False):
     """The sh script of one batch; uploads unpack where the first one stands.
 
-    After each step it prints a `fabship-step-done N` mark (printf is a builtin), so
-    the controller can show progress live and knows where a failure happened.
+    After each step it prints a `fabship-<nonce>-done N` mark (printf is a builtin), so
+    the controller can show progress live and knows where a failure happened. A failed
+    step prints `fabship-<nonce>-failed N CODE` and ends the script (exit 3), or, with
+    keep_going, the script goes on and exits 3 at its end.
     """
+    marks = Marks(nonce).prefix
     uploads = [i for i, step in enumerate(batch.steps) if isinstance(step, Upload)]
-    lines = [PRELUDE]
-    for index, step in enumerate(batch.steps):
-        if isinstance(step, Upload) and index == uploads[0]:
-            lines.append(f"tar -x -p --no-same-owner -C / -f - || fail {index} $?")
-            lines.append(f"printf '{DONE}%s\\n' {' '.join(map(str, uploads))}")
-        elif isinstance(step, Run):
-            lines.append(f"{shlex.join(step.argv)} || fail {index} $?")
-            lines.append(f"printf '{DONE}%s\\n' {index}")
+    lines = [f"umask 022\nfailed=0\nfail() {{ printf '{marks}failed %s %s\\n' \"$1\" \"$2\"; "
+             + ("failed=3; }" if keep_going else "exit 3; }")]
+
+    def step(command, index, done):
+        lines.append(f"if {command}; then printf '{marks}done %s\\n' {done}; "
+                     f"else fail {index} $?; fi")
+    for index, item in enumerate(batch.steps):
+        if isinstance(item, Upload) and index == uploads[0]:
+            step("tar -x -p --no-same-owner -C / -f -", index, " ".join(map(str, uploads)))
+        elif isinstance(item, Run):
+            step(shlex.join(item.argv), index, index)
+    lines.append("exit $failed")
     return "\n".join(lines) + "\n"
 
 
-def run_batch(transport, batch, blobs, on_done=None):
+def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
     """Send one batch; on_done(index) as each step completes; attribute a failure."""
     uploads = [step for step in batch.steps if isinstance(step, Upload)]
     stdin = upload_tar(uploads, blobs) if uploads else None
+    marks = Marks(new_nonce())
 
     def on_line(line):
-        if on_done and line.startswith(DONE):
-            on_done(int(line[len(DONE):]))
-    code, output = transport.run(shlex.join(["sh", "-c", batch_script(batch)]), stdin=stdin,
-                                 on_line=on_line)
-    clean = MARKS.sub("", output).strip()
+        index = marks.done(line)
+        if on_done and index is not None and index < len(batch.steps):
+            on_done(index)
+    code, output = transport.run(
+        shlex.join(["sh", "-c", batch_script(batch, marks.nonce, keep_going)]), stdin=stdin,
+        on_line=on_line)
+    return _result(batch, marks, code, output)
+
+
+def _result(batch, marks, code, output):
+    """The BatchResult of a round trip's exit code and output."""
+    clean = marks.strip(output).strip()
     if code == 0:
         return BatchResult(True, clean)
-    found = FAILED_MARK.findall(output)
-    if not found:
+    failures = tuple((index, batch.steps[index].label, exit_code)
+                     for index, exit_code in marks.failures(output, len(batch.steps)))
+    if not failures:  # no mark at all: the shell was killed, or the tar stream failed
         return BatchResult(False, clean, len(batch.steps), batch.label, code)
-    index = int(found[-1][0])
-    return BatchResult(False, clean, index, batch.steps[index].label, int(found[-1][1]))
+    index, label, exit_code = failures[0]
+    return BatchResult(False, clean, index, label, exit_code, failures)
 
 
 @dataclass(frozen=True)
@@ -92,7 +153,7 @@ class HostOutcome:
     """One host's result, for the summary table and the exit code."""
 
     host: str
-    status: str  # deployed, rolled-back, failed, rollback-failed
+    status: str  # deployed, rolled-back, failed, rollback-failed; "deployed (finish failed)"
     release: str
     seconds: float
     detail: str
@@ -109,11 +170,11 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
         for line in prefixed(self.transport.address, lines):
             self.out(line)
 
-    def _run(self, batch):
+    def _run(self, batch, keep_going=False):
         started = time.monotonic()
         self._say(batch_title(self.transport.trips + 1, batch))
         result = run_batch(self.transport, batch, self.blobs, lambda index: self._say(
-            step_done(batch.steps[index], time.monotonic() - started)))
+            step_done(batch.steps[index], time.monotonic() - started)), keep_going)
         self._say(*(line for line in mask(result.output, self.secrets).splitlines()
                     if line.startswith(WARNING)))  # e.g. no crontab: no start at boot
         if not result.ok:
@@ -129,6 +190,16 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
                 return result
         return None
 
+    def _finish(self, batches):
+        """Run every finish step even after one fails (the unlock comes last and must
+        run); the labels of the steps left undone."""
+        undone = []
+        for batch in batches:
+            result = self._run(batch, keep_going=True)
+            if not result.ok:
+                undone += [label for _, label, _ in result.failures] or [result.failed_step]
+        return undone
+
     def execute(self, plan, release_id, done="deployed"):
         """Run the plan: batches, then rollback on a failure after the switch, then finish."""
         started = time.monotonic()
@@ -142,14 +213,14 @@ class HostExecutor:  # pylint: disable=too-few-public-methods
                 rollback_failure = self._run_all(plan.rollback)
                 status = "rollback-failed" if rollback_failure else "rolled-back"
             break
-        finish_failure = self._run_all(plan.on_failure if failure else plan.on_success)
+        undone = self._finish(plan.on_failure if failure else plan.on_success)
         detail = ""
         if failure:
             last = mask(failure.output, self.secrets).strip().splitlines()[-1:] or [""]
             detail = f"{failure.failed_step}: {last[0]}"
-        if finish_failure:  # the release stands; say what was left undone (e.g. the lock)
-            detail = f"{detail}; " if detail else ""
-            detail += f"could not finish: {finish_failure.failed_step}"
+        if undone:  # the release stands; say what was left undone, and fail the run
+            detail = (f"{detail}; " if detail else "") + "left undone: " + "; ".join(undone)
+            status += " (finish failed)" if status == done else ""
         return HostOutcome(plan.host, status, release_id, time.monotonic() - started, detail,
                            self.transport.trips)
 

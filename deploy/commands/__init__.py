@@ -1,5 +1,26 @@
 """Pure argv builders: each returns a tuple of strings to run on a host."""
 
+# Shell functions for the host scripts that write under a service root. fabship follows
+# no symbolic link out of the root: the root itself may be a link (the user's choice),
+# and `current`, a release's `shared` and `.fabship/venv` are fabship's own links; any
+# other link at a path fabship writes through is refused, naming the path.
+NO_LINKS = r"""
+no_links() {
+  for path in "$@"; do
+    if [ -L "$path" ]; then
+      printf 'refusing: %s is a symbolic link (to %s); fabship follows no link %s\n' \
+        "$path" "$(readlink "$path")" "out of the service root: remove it"
+      exit 1
+    fi
+  done
+}
+layout_has_no_links() {
+  no_links "$1/releases" "$1/artifacts" "$1/venvs" "$1/shared" "$1/shared/log" \
+    "$1/shared/data" "$1/deploys.jsonl" "$1/.lock" "$1/.lock/owner.json" \
+    "$1/supervisord.pid" "$1/supervisor.sock"
+}
+"""
+
 
 def script(body, *args):
     """argv running a fixed POSIX sh script with positional arguments.

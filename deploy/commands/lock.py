@@ -1,11 +1,12 @@
 """The deploy lock (`mkdir` is atomic) and the read-only fact probe, in one round trip."""
-from . import script
+from . import NO_LINKS, script
 
 LOCKED_EXIT = 75
 
-ACQUIRE = r"""
+ACQUIRE = NO_LINKS + r"""
 root=$1 owner=$2 break=$3
 mkdir -p "$root"
+if [ "$break" != 1 ]; then no_links "$root/.lock" "$root/.lock/owner.json"; fi
 if ! mkdir "$root/.lock" 2>/dev/null; then
   if [ "$break" != 1 ]; then
     printf 'locked-by='; cat "$root/.lock/owner.json" 2>/dev/null || echo '{}'
@@ -16,16 +17,37 @@ fi
 printf '%s\n' "$owner" > "$root/.lock/owner.json"
 """
 
+# Facts come only from real files and directories: a link planted in the root is not a
+# release, an artifact or a venv (the ship batch refuses it), and `current` counts only
+# when it names a release directory of this root.
 PROBE = r"""
 root=$1 artifact=$2 venv=$3
-printf 'current=%s\n' "$(readlink "$root/current" 2>/dev/null)"
-printf 'releases=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 | grep -v '^\.' | tr '\n' ' ')"
-printf 'served=%s\n' "$(cd "$root/releases" 2>/dev/null && ls -1 */.fabship/served 2>/dev/null \
-  | cut -d/ -f1 | tr '\n' ' ')"
-[ -f "$root/artifacts/$artifact" ] && echo artifact=yes
-[ -f "$root/venvs/$venv/.complete" ] && echo venv=yes
-conf="$root/current/.fabship/supervisord.conf"
-[ -f "$conf" ] && printf 'supervisor_conf=%s\n' "$(sha256sum < "$conf" | cut -d' ' -f1)"
+real() { [ -e "$1" ] && [ ! -L "$1" ]; }
+cur=$(readlink "$root/current" 2>/dev/null || true)
+case "$cur" in
+  "$root"/releases/*/*) cur= ;;
+  "$root"/releases/?*) if ! real "$cur" || ! real "$root/releases"; then cur=; fi ;;
+  *) cur= ;;
+esac
+printf 'current=%s\n' "$cur"
+releases= served=
+if real "$root/releases"; then
+  for dir in "$root"/releases/*; do
+    if real "$dir" && [ -d "$dir" ]; then
+      releases="$releases${dir##*/} "
+      if [ -f "$dir/.fabship/served" ]; then served="$served${dir##*/} "; fi
+    fi
+  done
+fi
+printf 'releases=%s\nserved=%s\n' "$releases" "$served"
+if real "$root/artifacts" && real "$root/artifacts/$artifact" && [ -f "$root/artifacts/$artifact" ]
+then echo artifact=yes; fi
+if real "$root/venvs" && real "$root/venvs/$venv" && [ -f "$root/venvs/$venv/.complete" ]
+then echo venv=yes; fi
+conf="$cur/.fabship/supervisord.conf"
+if [ -n "$cur" ] && [ -f "$conf" ]; then
+  printf 'supervisor_conf=%s\n' "$(sha256sum < "$conf" | cut -d' ' -f1)"
+fi
 exit 0
 """
 
@@ -49,7 +71,8 @@ fi
 
 RELEASE = r"""
 root=$1 owner=$2
-if [ "$(cat "$root/.lock/owner.json" 2>/dev/null)" = "$owner" ]; then rm -rf "$root/.lock"; fi
+if [ ! -L "$root/.lock" ] && [ ! -L "$root/.lock/owner.json" ] &&
+   [ "$(cat "$root/.lock/owner.json" 2>/dev/null)" = "$owner" ]; then rm -rf "$root/.lock"; fi
 """
 
 

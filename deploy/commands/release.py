@@ -1,10 +1,19 @@
 """Releases on a host: assemble, install deps, switch atomically, record, prune."""
 import posixpath
 
-from . import script
+from . import NO_LINKS, script
 
-INSTALL_DEPS = r"""
+MAKE_DIRS = NO_LINKS + r"""
+root=$1
+layout_has_no_links "$root"
+mkdir -p "$root/releases" "$root/venvs" "$root/artifacts" "$root/shared/log" \
+  "$root/shared/data"
+"""
+
+INSTALL_DEPS = NO_LINKS + r"""
 venv=$1 bundle=$2 python=$3
+no_links "$bundle"
+if [ -L "$venv" ]; then rm -f "$venv"; fi
 rm -f "$venv/.complete"
 rm -rf "$venv" "$venv.wheels"
 mkdir -p "$venv.wheels"
@@ -21,18 +30,23 @@ rm -rf "$venv.wheels" "$bundle"
 touch "$venv/.complete"
 """
 
-SWITCH = r"""
+SWITCH = NO_LINKS + r"""
 root=$1 target=$2
-ln -sfn "$target" "$root/.current.tmp.$$"
+layout_has_no_links "$root"
+no_links "$target"
+if [ ! -d "$target" ]; then echo "no release at $target"; exit 1; fi
+ln -sfnT "$target" "$root/.current.tmp.$$"
 mv -T "$root/.current.tmp.$$" "$root/current"
 """
 
-APPEND_HISTORY = r"""
+APPEND_HISTORY = NO_LINKS + r"""
+no_links "$1"
 printf '%s,"finished":"%s"}\n' "$2" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >> "$1"
 """
 
-PRUNE = r"""
+PRUNE = NO_LINKS + r"""
 dir=$1 keep=$2 order=$3; shift 3
+no_links "$dir"
 cd "$dir" || exit 0
 if [ "$order" = time ]; then list='ls -1t'; else list='ls -1r'; fi
 $list | grep -v '^\.' | tail -n +$((keep + 1)) | while read -r name; do
@@ -41,16 +55,16 @@ $list | grep -v '^\.' | tail -n +$((keep + 1)) | while read -r name; do
 done
 """
 
-CLEAN_STAGING = r"""
+CLEAN_STAGING = NO_LINKS + r"""
+no_links "$1"
 cd "$1" 2>/dev/null && rm -rf -- .*.tmp
 exit 0
 """
 
 
 def make_dirs(layout):
-    """The layout's directories (idempotent)."""
-    return ("mkdir", "-p", layout.releases, layout.venvs, layout.artifacts,
-            posixpath.join(layout.shared, "log"), posixpath.join(layout.shared, "data"))
+    """The layout's directories (idempotent), after refusing any link planted in it."""
+    return script(MAKE_DIRS, layout.root)
 
 
 def clean_staging(layout):
@@ -59,13 +73,18 @@ def clean_staging(layout):
 
 
 def keep_upload(part, final):
-    """Move an uploaded file into place."""
-    return ("mv", "-f", part, final)
+    """Move an uploaded file into place (rename(2): a link there is replaced, not followed)."""
+    return ("mv", "-fT", part, final)
 
 
 def extract(tarball, dest):
-    """Unpack a release tarball into the staging directory."""
-    return ("tar", "-xzf", tarball, "-C", dest)
+    """Unpack a release tarball into the staging directory, which already holds the
+    rendered files: those are never overwritten (`--skip-old-files`), so they win.
+
+    The staging directory is fresh (clean_staging removed any old one, link or not, and
+    the upload made it); GNU tar writes no member through a link the archive made.
+    """
+    return ("tar", "-xzf", tarball, "-C", dest, "--skip-old-files")
 
 
 def install_deps(venv, bundle, python):
@@ -78,8 +97,11 @@ def install_deps(venv, bundle, python):
 
 
 def link(target, name):
-    """A symlink `name` -> `target` (inside a staging release, so never live)."""
-    return ("ln", "-sfn", target, name)
+    """A symlink `name` -> `target` (inside a staging release, so never live).
+
+    An earlier link at `name` is replaced; a directory there is an error, never a parent.
+    """
+    return ("ln", "-sfnT", target, name)
 
 
 def publish(staging, release_dir):

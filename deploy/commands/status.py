@@ -1,20 +1,31 @@
 """Read-only probes for `fab service status` and `history`, and their pure parsers."""
 import json
 
-from . import script
+from . import NO_LINKS, script
 
+# Only a `current` naming a release directory of this root is read, and its python run;
+# a lock file that is a link is not read (status follows no link out of the root).
 STATUS = r"""
 root=$1 url=$2
 cur=$(readlink "$root/current" 2>/dev/null || true)
 printf 'current=%s\n' "$cur"
-if [ -n "$cur" ] && [ -f "$cur/release.json" ]; then
+case "$cur" in
+  "$root"/releases/*/*) ours= ;;
+  "$root"/releases/?*) ours=1 ;;
+  *) ours= ;;
+esac
+for path in "$root/releases" "$root/venvs" "$cur"; do [ ! -L "$path" ] || ours=; done
+if [ -n "$ours" ] && [ -f "$cur/release.json" ]; then
   printf 'release_json='; tr -d '\n' < "$cur/release.json"; echo
 fi
-if [ -f "$root/.lock/owner.json" ]; then
+if [ -f "$root/.lock/owner.json" ] && [ ! -L "$root/.lock" ] && [ ! -L "$root/.lock/owner.json" ]
+then
   printf 'lock='; tr -d '\n' < "$root/.lock/owner.json"; echo
 fi
 py="$cur/.fabship/venv/bin/python"
-if [ -n "$cur" ] && [ -x "$py" ]; then
+if [ -n "$cur" ] && [ -z "$ours" ]; then
+  echo "health=not checked: current is not a release directory of this root"
+elif [ -n "$cur" ] && [ -x "$py" ]; then
   printf 'health='
   "$py" -c 'import sys, urllib.request
 try:
@@ -26,9 +37,9 @@ except Exception as exc:
 fi
 """
 
-HISTORY = r"""
-[ -f "$1" ] && tail -n "$2" "$1"
-exit 0
+HISTORY = NO_LINKS + r"""
+no_links "$1"
+if [ -f "$1" ]; then tail -n "$2" "$1"; fi
 """
 
 

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import zipfile
@@ -18,7 +19,8 @@ from datetime import datetime, timezone
 import pytest
 
 from deploy.artifact import build_source, deterministic_tar
-from deploy.commands import lock, release, script
+from deploy.commands import lock, release, script, supervisor
+from deploy.commands import status as status_cmd
 from deploy.facts import Facts, parse_facts, parse_lock_owner
 from deploy.layout import Layout
 from tests.helpers import git
@@ -402,3 +404,289 @@ def test_append_history_keeps_nested_objects_whole(tmp_path):
     line = json.loads((tmp_path / "deploys.jsonl").read_text().strip())
     assert line["gates"] == {"unit": "passed"} and line["release"] == "r1"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", line["finished"])
+
+
+def planted(tmp_path):
+    """A directory outside the root, with a file, that planted links point to."""
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True, exist_ok=True)
+    (outside / "owner.json").write_text('{"who": "secret-content"}')
+    (outside / "sub" / "file").write_text("keep")
+    return outside
+
+
+def snapshot(path):
+    """Every entry under path: (mode, link target or bytes), compared byte for byte."""
+    state = {}
+    for entry in sorted(path.rglob("*")):
+        info = entry.lstat()
+        state[str(entry.relative_to(path))] = (
+            info.st_mode, os.readlink(entry) if entry.is_symlink() else
+            entry.read_bytes() if entry.is_file() else None)
+    return state
+
+
+LAYOUT_LINKS = ["releases", "artifacts", "venvs", "shared", "shared/log", "shared/data",
+                "deploys.jsonl", ".lock", ".lock/owner.json", "supervisord.pid",
+                "supervisor.sock"]
+
+
+@pytest.mark.parametrize("name", LAYOUT_LINKS)
+def test_make_dirs_and_switch_refuse_a_planted_link(tmp_path, name):
+    """A link at any path of the layout: refused, named, nothing written through it."""
+    outside = planted(tmp_path)
+    root = tmp_path / "root"
+    (root / name).parent.mkdir(parents=True, exist_ok=True)
+    (root / name).symlink_to(outside)
+    before = snapshot(outside)
+    layout = Layout(str(root))
+    for argv in (release.make_dirs(layout), release.switch(layout, layout.release("r1"))):
+        proc = run(argv)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stdout == (f"refusing: {root}/{name} is a symbolic link (to {outside}); "
+                               "fabship follows no link out of the service root: remove it\n")
+    assert snapshot(outside) == before
+    assert not (root / "current").exists()
+
+
+def test_the_root_itself_may_be_a_link(tmp_path):
+    """The root is the user's choice: a root that is a link works as a directory would."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "root").symlink_to(tmp_path / "real")
+    layout = Layout(str(tmp_path / "root"))
+    assert run(release.make_dirs(layout)).returncode == 0
+    (tmp_path / "real" / "releases" / "r1").mkdir()
+    assert run(release.switch(layout, layout.release("r1"))).returncode == 0
+    assert tree(tmp_path / "real") == ["artifacts", "current", "releases", "shared", "venvs"]
+
+
+def test_switch_needs_a_real_release_directory(tmp_path):
+    """No release there, or a link in its place: `current` is left as it was."""
+    outside = planted(tmp_path)
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, "r1")
+    assert run(release.switch(layout, layout.release("r1"))).returncode == 0
+    missing = run(release.switch(layout, layout.release("r2")))
+    assert (missing.returncode, missing.stdout) == (1, f"no release at {tmp_path}/releases/r2\n")
+    (tmp_path / "releases" / "r3").symlink_to(outside)
+    linked = run(release.switch(layout, layout.release("r3")))
+    assert linked.returncode == 1 and "releases/r3 is a symbolic link" in linked.stdout
+    assert os.readlink(layout.current) == layout.release("r1")
+    (tmp_path / ".current.tmp.x").mkdir()  # a directory never becomes the temporary link's parent
+    assert run(release.switch(layout, layout.release("r1"))).returncode == 0
+
+
+def test_clean_staging_removes_a_planted_staging_link_not_its_target(tmp_path):
+    """A staging directory that is a link is replaced safely: the link goes, its target stays."""
+    outside = planted(tmp_path)
+    root = tmp_path / "root"
+    releases(root, "r1")
+    (root / "releases" / ".r2.tmp").symlink_to(outside)
+    before = snapshot(outside)
+    assert run(release.clean_staging(Layout(str(root)))).returncode == 0
+    assert tree(root / "releases") == ["r1"] and snapshot(outside) == before
+    (root / "releases").rename(root / "old")
+    (root / "releases").symlink_to(outside)
+    (outside / ".r3.tmp").mkdir()
+    refused = run(release.clean_staging(Layout(str(root))))
+    assert refused.returncode == 1 and "releases is a symbolic link" in refused.stdout
+    assert (outside / ".r3.tmp").is_dir()
+
+
+def test_history_and_prune_refuse_links(tmp_path):
+    """deploys.jsonl or a pruned directory that is a link is never written or pruned through;
+    a link among the entries is removed itself, never followed."""
+    outside = planted(tmp_path)
+    layout = Layout(str(tmp_path / "root"))
+    os.makedirs(layout.root)
+    os.symlink(outside / "owner.json", layout.history)
+    before = snapshot(outside)
+    proc = run(release.append_history(layout, '{"a": 1}'))
+    assert proc.returncode == 1 and "deploys.jsonl is a symbolic link" in proc.stdout
+    os.symlink(outside, layout.releases)
+    proc = run(release.prune(layout.releases, 0, ()))
+    assert proc.returncode == 1 and "releases is a symbolic link" in proc.stdout
+    assert snapshot(outside) == before
+    os.unlink(layout.releases)
+    releases(tmp_path / "root", "r1", "r2")
+    os.symlink(outside, os.path.join(layout.releases, "r0"))
+    assert run(release.prune(layout.releases, 1, ())).returncode == 0
+    assert tree(layout.releases) == ["r2"] and snapshot(outside) == before
+
+
+def test_install_deps_replaces_a_venv_link_without_touching_its_target(tmp_path):
+    """A planted venvs/<key> link is removed (not followed) before the venv is built."""
+    outside = planted(tmp_path)
+    (outside / ".complete").touch()
+    before = snapshot(outside)
+    (tmp_path / "venvs").mkdir()
+    (tmp_path / "venvs" / "k1").symlink_to(outside)
+    bundle = tmp_path / "venvs" / "k1.bundle.tar.gz"
+    bundle.write_bytes(b"not a tarball")  # fails after the link is gone; no venv is built
+    assert run(release.install_deps(str(tmp_path / "venvs" / "k1"), str(bundle),
+                                    sys.executable)).returncode != 0
+    assert snapshot(outside) == before and not os.path.lexists(tmp_path / "venvs" / "k1")
+    bundle.unlink()
+    bundle.symlink_to(outside / "owner.json")
+    proc = run(release.install_deps(str(tmp_path / "venvs" / "k1"), str(bundle),
+                                    sys.executable))
+    assert proc.returncode == 1 and "k1.bundle.tar.gz is a symbolic link" in proc.stdout
+
+
+def test_keep_upload_and_link_replace_links_never_follow_them(tmp_path):
+    """mv -T replaces a link at the artifact's name; ln -T refuses a directory in its place."""
+    outside = planted(tmp_path)
+    before = snapshot(outside)
+    (tmp_path / "a.part").write_text("artifact")
+    (tmp_path / "a").symlink_to(outside)
+    assert run(release.keep_upload(str(tmp_path / "a.part"), str(tmp_path / "a"))).returncode == 0
+    assert (tmp_path / "a").read_text() == "artifact" and snapshot(outside) == before
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "staging" / "shared").mkdir(parents=True)
+    proc = run(release.link(str(tmp_path / "shared"), str(tmp_path / "staging" / "shared")))
+    assert proc.returncode != 0 and tree(tmp_path / "staging" / "shared") == []
+
+
+def targz(path, entries):
+    """Write a gzip'd tar of (name, bytes) files and (name, None, link target) links."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data, *link in entries:
+            info = tarfile.TarInfo(name)
+            if link:
+                info.type, info.linkname = tarfile.SYMTYPE, link[0]
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return str(path)
+
+
+def rendered_staging(path):
+    """A staging directory as the upload leaves it: the rendered files only."""
+    (path / ".fabship").mkdir(parents=True)
+    for name, text in (("hello.conf", "rendered"), ("release.json", '{"release": "r1"}'),
+                       (".fabship/run", "rendered run")):
+        (path / name).write_text(text)
+    return str(path)
+
+
+def test_extract_never_overwrites_the_rendered_files(tmp_path):
+    """Rendered files are in staging first; the artifact's files of the same names are
+    skipped, its other files land."""
+    staging = rendered_staging(tmp_path / "staging")
+    artifact = targz(tmp_path / "a.tar.gz", [
+        ("hello.conf", b"from the source"), ("release.json", b'{"release": "forged"}'),
+        (".fabship/run", b"forged run"), ("app.py", b"app"), ("pkg/mod.py", b"mod")])
+    proc = run(release.extract(artifact, staging))
+    assert proc.returncode == 0, proc.stderr
+    assert [(tmp_path / "staging" / name).read_text() for name in (
+        "hello.conf", "release.json", ".fabship/run", "app.py", "pkg/mod.py")] == [
+            "rendered", '{"release": "r1"}', "rendered run", "app", "mod"]
+
+
+@pytest.mark.parametrize("target", ["outside", "../../outside"])
+def test_extract_writes_nothing_through_a_link_of_the_archive(tmp_path, target):
+    """An archive holding a link out of the release, then a file below that link: GNU tar
+    keeps the link inert until the end, so the file is refused, not written outside; a
+    link at a rendered file's name never replaces the rendered file."""
+    outside = planted(tmp_path)
+    before = snapshot(outside)
+    staging = rendered_staging(tmp_path / "staging")
+    evil = targz(tmp_path / "evil.tar.gz", [
+        ("d", None, str(outside) if target == "outside" else target), ("d/pwned", b"x"),
+        ("hello.conf", None, str(outside / "sub"))])
+    proc = run(release.extract(evil, staging))
+    assert proc.returncode != 0 and "d/pwned" in proc.stderr
+    assert (tmp_path / "staging" / "hello.conf").read_text() == "rendered"
+    assert snapshot(outside) == before
+
+
+def test_lock_links_are_refused_and_never_read(tmp_path):
+    """A planted .lock (or owner.json) link: refused, named, its target neither read nor
+    written; --break-lock replaces a .lock link with a real lock; unlock never follows."""
+    outside = planted(tmp_path)
+    before = snapshot(outside)
+    (tmp_path / ".lock").symlink_to(outside)
+    proc = run(lock.acquire(str(tmp_path), OWNER, False))
+    assert proc.returncode == 1 and "secret-content" not in proc.stdout
+    assert proc.stdout.startswith(f"refusing: {tmp_path}/.lock is a symbolic link")
+    assert run(lock.release(str(tmp_path), '{"who": "secret-content"}')).returncode == 0
+    assert (tmp_path / ".lock").is_symlink() and snapshot(outside) == before
+    assert run(lock.acquire(str(tmp_path), OWNER, True)).returncode == 0
+    assert not (tmp_path / ".lock").is_symlink() and snapshot(outside) == before
+    assert tree(tmp_path / ".lock") == ["owner.json"]
+    os.unlink(tmp_path / ".lock" / "owner.json")
+    (tmp_path / ".lock" / "owner.json").symlink_to(outside / "owner.json")
+    proc = run(lock.acquire(str(tmp_path), OWNER, False))
+    assert proc.returncode == 1 and "secret-content" not in proc.stdout
+    assert "/.lock/owner.json is a symbolic link" in proc.stdout
+
+
+def test_probe_reads_no_fact_through_a_link(tmp_path):
+    """Linked releases, artifacts or venvs, a release entry that is a link, a `current`
+    pointing out of the root: none of them is a fact the planner acts on."""
+    outside = planted(tmp_path)
+    (outside / "r9" / ".fabship").mkdir(parents=True)
+    (outside / "r9" / ".fabship" / "served").touch()
+    (outside / "abc.tar.gz").write_bytes(b"x")
+    (outside / "k1").mkdir()
+    (outside / "k1" / ".complete").touch()
+    for name in ("releases", "artifacts", "venvs"):
+        (tmp_path / name).symlink_to(outside)
+    (tmp_path / "current").symlink_to(outside / "r9")
+    text = run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout
+    assert parse_facts(text) == Facts()
+    for name in ("releases", "artifacts", "venvs"):
+        (tmp_path / name).unlink()
+        (tmp_path / name).mkdir()
+    (tmp_path / "releases" / "r9").symlink_to(outside / "r9")
+    (tmp_path / "artifacts" / "abc.tar.gz").symlink_to(outside / "abc.tar.gz")
+    (tmp_path / "venvs" / "k1").symlink_to(outside / "k1")
+    (tmp_path / "current").unlink()
+    (tmp_path / "current").symlink_to(tmp_path / "releases" / "r9")
+    assert parse_facts(run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout) == Facts()
+
+
+def test_status_runs_and_reads_nothing_out_of_the_root(tmp_path):
+    """`current` pointing out of releases/ (or through a linked releases/): no python of
+    it runs, no release.json of it is read; a linked lock or history is not read."""
+    outside = planted(tmp_path)
+    python = outside / "r9" / ".fabship" / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f"#!/bin/sh\ntouch {outside}/ran\necho 200 r9\n")
+    python.chmod(0o755)
+    (outside / "r9" / "release.json").write_text('{"commit": "secret-content"}')
+    root = tmp_path / "root"
+    root.mkdir()
+    layout = Layout(str(root))
+    (root / ".lock").symlink_to(outside)
+    for current in (outside / "r9", root / "releases" / "r9"):
+        if current != outside / "r9":
+            (root / "releases").symlink_to(outside)
+        (root / "current").unlink(missing_ok=True)
+        (root / "current").symlink_to(current)
+        proc = run(status_cmd.command(layout, "http://127.0.0.1:1/health"))
+        assert proc.returncode == 0 and "secret-content" not in proc.stdout
+        assert status_cmd.parse(proc.stdout) == {
+            "release": "r9", "commit": "-", "lock": "free", "health":
+            "down: not checked: current is not a release directory of this root"}
+        assert not (outside / "ran").exists()
+    (root / "deploys.jsonl").symlink_to(outside / "owner.json")
+    proc = run(status_cmd.history(layout, 5))
+    assert proc.returncode == 1 and "deploys.jsonl is a symbolic link" in proc.stdout
+
+
+def test_supervisor_scripts_refuse_links_supervisord_would_write_through(tmp_path):
+    """The pid file, socket, logs and shared/ are where supervisord writes: no link there."""
+    outside = planted(tmp_path)
+    before = snapshot(outside)
+    layout = Layout(str(tmp_path))
+    (tmp_path / "shared" / "log").mkdir(parents=True)
+    for name in ("supervisord.pid", "shared/log/supervisord.log", "shared/log/hello.log"):
+        (tmp_path / name).symlink_to(outside / "owner.json")
+        for argv in (supervisor.restart(layout, str(tmp_path / "v"), "hello"),
+                     supervisor.stop(layout, str(tmp_path / "v"), "hello")):
+            proc = run(argv)
+            assert proc.returncode == 1 and f"{name} is a symbolic link" in proc.stdout
+        (tmp_path / name).unlink()
+    assert snapshot(outside) == before

@@ -162,22 +162,28 @@ def test_health_check_runs_until_the_release_answers(server):
 
 
 def test_supervisor_commands_are_exact():
-    """supervisord's config is read through `current`; the release's venv runs it."""
-    conf, pid = "/srv/hello/current/.fabship/supervisord.conf", "/srv/hello/supervisord.pid"
-    assert (supervisor.conf_path(LAYOUT), supervisor.pidfile(LAYOUT)) == (conf, pid)
+    """supervisord's config is read through `current`; the release's venv runs it; the
+    root is given so the scripts can refuse links (never the pid file: it is not trusted)."""
+    conf = "/srv/hello/current/.fabship/supervisord.conf"
+    assert supervisor.conf_path(LAYOUT) == conf
     python = "/srv/hello/venvs/k/bin/python"
     assert supervisor.reload(LAYOUT, "/srv/hello/venvs/k") == (
-        "sh", "-c", "set -e" + supervisor.RELOAD, "fabship", python, conf, pid)
+        "sh", "-c", "set -e" + supervisor.RELOAD, "fabship", python, conf, "/srv/hello", "")
     assert supervisor.restart(LAYOUT, "/srv/hello/venvs/k", "hello") == (
-        "sh", "-c", "set -e" + supervisor.RESTART, "fabship", python, conf, pid, "hello")
+        "sh", "-c", "set -e" + supervisor.RESTART, "fabship", python, conf, "/srv/hello",
+        "hello")
     assert supervisor.stop(LAYOUT, "/srv/hello/venvs/k", "hello") == (
-        "sh", "-c", "set -e" + supervisor.STOP, "fabship", python, conf, pid, "hello")
+        "sh", "-c", "set -e" + supervisor.STOP, "fabship", python, conf, "/srv/hello", "hello")
+    for body in (supervisor.RELOAD, supervisor.RESTART, supervisor.STOP):
+        assert "supervisorctl -c \"$conf\" pid" in body and "kill -0" not in body
 
 
 def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
-    """No pid file, or one naming a dead process: nothing to tell, and no error."""
+    """Whether supervisord runs is asked of supervisord: no pid file, one naming a dead
+    process, or one naming a live process that is not supervisord (a stale pid reused)
+    all mean nothing to tell, and no error."""
     layout = Layout(str(tmp_path))
-    venv = str(tmp_path / "no-venv")  # never run: supervisord is not running
+    venv = str(tmp_path / "no-venv")  # supervisorctl cannot answer: nothing runs
     for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
         assert run(argv).returncode == 0
     finished = subprocess.Popen(["true"])  # pylint: disable=consider-using-with
@@ -185,10 +191,11 @@ def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
     (tmp_path / "supervisord.pid").write_text(f"{finished.pid}\n")
     for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
         assert (run(argv).returncode, run(argv).stderr) == (0, "")
-    (tmp_path / "supervisord.pid").write_text(f"{os.getpid()}\n")  # alive: it must try
+    (tmp_path / "supervisord.pid").write_text(f"{os.getpid()}\n")  # alive, not supervisord
     for argv in (supervisor.reload(layout, venv), supervisor.stop(layout, venv, "hello")):
-        tried = run(argv)
-        assert tried.returncode == 127 and f"{venv}/bin/python" in tried.stderr
+        assert (run(argv).returncode, run(argv).stderr) == (0, "")
+    started = run(supervisor.restart(layout, venv, "hello"))  # no answer: it starts one
+    assert started.returncode == 127 and f"{venv}/bin/python" in started.stderr
 
 
 def test_systemd_commands_are_exact():

@@ -1,0 +1,125 @@
+"""The executor's progress marks and finish, run by the local sh (a real shell, no SSH).
+
+A round trip's script marks each step with a random nonce of that round trip, so output
+that looks like a mark (a health body, a program's output) is only output; the finish
+runs every step even after one fails, so the lock is always given back.
+"""
+import subprocess
+
+from deploy.executor import BatchResult, HostExecutor, Marks, batch_script, new_nonce, \
+    run_batch
+from deploy.steps import Batch, HostPlan, Run
+
+FORGED = ("fabship-step-done x", "fabship-step-done 99", "fabship-step-failed 0 0",
+          "fabship-step-done abc", "fabship-0000000000000000-done 1")
+
+
+class LocalShell:  # pylint: disable=too-few-public-methods
+    """A transport that runs the command with the local sh, as sshd runs it on a host."""
+
+    address = "local"
+
+    def __init__(self):
+        self.trips = 0
+
+    def run(self, command, stdin=None, on_line=None):
+        """(exit code, combined output); on_line sees every line, as the SSH transport's."""
+        self.trips += 1
+        proc = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
+                              check=False)
+        output = (proc.stdout + proc.stderr).decode()
+        for line in output.splitlines():
+            if on_line:
+                on_line(line)
+        return proc.returncode, output
+
+
+def say(*lines):
+    """argv printing lines, as a program or a health check may."""
+    return ("printf", "%s\\n", *lines)
+
+
+def test_marks_carry_a_fresh_nonce_and_parse_only_their_own():
+    """Only lines with this round trip's nonce are marks; the parsers never raise."""
+    assert new_nonce() != new_nonce() and len(new_nonce()) == 16
+    marks = Marks("abc123")
+    assert marks.prefix == "fabship-abc123-"
+    assert marks.done("fabship-abc123-done 7") == 7
+    assert marks.done("output fabship-abc123-done 2") == 2  # glued to unterminated output
+    for line in (*FORGED, "fabship-abc123-done x", "fabship-abc123-done 1 x",
+                 "fabship-abc1234-done 1", ""):
+        assert marks.done(line) is None, line
+    output = ("fabship-step-failed 0 0\nfabship-abc123-failed 9 1\nfabship-abc123-failed 1\n"
+              "fabship-abc123-failed 2 5\nfabship-abc123-done 3\nxfabship-abc123-failed 0 7\n")
+    assert marks.failures(output, 3) == [(2, 5), (0, 7)]  # 9 is no step of 3; "1" no code
+    assert marks.strip("a\nfabship-abc123-done 0\nfabship-step-done x\nbfabship-abc123-done 1"
+                       "\nc") == "a\nfabship-step-done x\nb\nc"
+
+
+def test_forged_marks_are_plain_output(tmp_path):
+    """A step printing mark-like lines neither crashes nor fakes progress or a failure."""
+    done = []
+    batch = Batch("b", (Run(say(*FORGED), "forge"), Run(("touch", str(tmp_path / "ran")),
+                                                        "touch")))
+    result = run_batch(LocalShell(), batch, {}, done.append)
+    assert result == BatchResult(True, "\n".join(FORGED))
+    assert done == [0, 1] and (tmp_path / "ran").exists()
+    failing = Batch("b", (Run(say("ok"), "first"),
+                          Run(("sh", "-c", "printf 'fabship-step-failed 0 0\\n'; exit 4"),
+                              "second")))
+    result = run_batch(LocalShell(), failing, {})
+    assert (result.ok, result.failed_index, result.failed_step, result.code) == (
+        False, 1, "second", 4)
+    assert result.output == "ok\nfabship-step-failed 0 0"
+    assert result.failures == ((1, "second", 4),)
+
+
+def test_a_lost_failure_mark_blames_the_batch():
+    """No mark at all (the shell killed, or a forged line only): the batch failed as a whole."""
+    batch = Batch("whole", (Run(("sh", "-c", "echo fabship-step-failed 0 0; kill -9 $PPID"),
+                                "killer"),))
+    result = run_batch(LocalShell(), batch, {})
+    assert (result.ok, result.failed_index, result.failed_step) == (False, 1, "whole")
+    assert "fabship-step-failed 0 0" in result.output
+
+
+def test_keep_going_runs_every_step_and_reports_each_failure(tmp_path):
+    """The finish's mode: a failed step is marked, the next ones still run, exit 3 at the end."""
+    unlocked = tmp_path / "unlocked"
+    batch = Batch("finish", (Run(("false",), "history"), Run(say("pruned"), "prune"),
+                             Run(("sh", "-c", "exit 6"), "prune more"),
+                             Run(("touch", str(unlocked)), "unlock")))
+    assert "exit 3; }" in batch_script(batch, "n") and "failed=3; }" in batch_script(
+        batch, "n", keep_going=True)
+    result = run_batch(LocalShell(), batch, {}, keep_going=True)
+    assert unlocked.exists()
+    assert (result.ok, result.code, result.output) == (False, 1, "pruned")
+    assert result.failures == ((0, "history", 1), (2, "prune more", 6))
+    unlocked.unlink()
+    stopped = run_batch(LocalShell(), batch, {})  # a ship batch stops at the first failure
+    assert not unlocked.exists() and stopped.failures == ((0, "history", 1),)
+
+
+def plan(finish_steps):
+    """A one-host plan that ships fine and finishes with `finish_steps`."""
+    return HostPlan("local", (Batch("ship", (Run(("true",), "ship"),)),), (9, 9), (),
+                    (Batch("record, prune, unlock", finish_steps),), ())
+
+
+def test_a_failed_finish_still_unlocks_and_fails_the_run(tmp_path):
+    """History fails (deploys.jsonl is a directory): prune and unlock still run; the outcome
+    says what was left undone and is not `deployed`, so the run exits non-zero."""
+    (tmp_path / "deploys.jsonl").mkdir()
+    (tmp_path / ".lock").mkdir()
+    lines = []
+    steps = (Run(("sh", "-c", 'echo x >> "$1"', "-", str(tmp_path / "deploys.jsonl")),
+                 "record 'deployed' in the history"),
+             Run(("rm", "-rf", str(tmp_path / ".lock")), "release the lock"))
+    outcome = HostExecutor(LocalShell(), {}, lines.append).execute(plan(steps), "r1")
+    assert not (tmp_path / ".lock").exists()
+    assert outcome.status == "deployed (finish failed)"
+    assert outcome.detail == "left undone: record 'deployed' in the history"
+    assert any("FAILED  record 'deployed' in the history" in line for line in lines)
+    assert any("ok  release the lock" in line for line in lines)
+    clean = HostExecutor(LocalShell(), {}, lines.append).execute(plan(steps[1:]), "r1")
+    assert (clean.status, clean.detail) == ("deployed", "")
