@@ -4,7 +4,9 @@ from invoke.exceptions import Exit
 
 from ci.cli import main as run_gates
 from deploy import deployment, ec2hosts, launch as ec2, operations
-from deploy.cli import remember_selection, run_command
+from deploy.cli import guard_fab_config, remember_selection, run_command
+
+guard_fab_config()  # a bad fabric.yaml, -f file or FABRIC_* variable: one error, exit 2
 
 
 @task(name="ci", help={"only": "comma list of gates to run (unit, coverage, lint, metrics)"})
@@ -47,7 +49,7 @@ def status(c):
 
 
 @task(help={"limit": "entries per host (default 20)"})
-def history(c, limit=20):
+def history(c, limit=None):
     """The deploy history recorded on each host (deploys.jsonl)."""
     run_command(c, operations.history, limit=limit)
 

@@ -10,10 +10,14 @@ from types import MappingProxyType
 from .commands import systemd
 from .ec2config import Ec2Settings, parse_ec2
 from .errors import ConfigError
-from .hosts import Host
-from .reader import ENV_NAME, NAME, Reader
+from .hosts import Host, address, in_url
+from .reader import ENV_NAME, NAME, Reader, key_path
 
 MANAGERS = ("supervisor", "systemd")
+RESERVED = ("release.json", ".fabship", "shared")  # fabship's own paths in a release
+URL_PATH = re.compile(r"/[!-~]*")  # printable ASCII, no spaces: percent-encode the rest
+MAX_HEALTH_TIMEOUT = 3600
+ROOT_WHAT = "an absolute path (or a template rendering to one)"
 BOOTS = ("cron", "none")
 
 
@@ -31,9 +35,14 @@ class Health:
     """How the host checks the new release: GET http://host:port/path until it answers."""
 
     path: str
-    port: str  # a template, e.g. "{{ port }}"
-    host: str
+    port: str  # a template, e.g. "{{ port }}"; reader.port_number checks its render
+    host: str  # a host name or IP address; IPv6 without brackets
     timeout: float
+
+    @property
+    def url_host(self):
+        """The host as the health URL needs it: `[::1]` for IPv6."""
+        return in_url(self.host)
 
 
 @dataclass(frozen=True)
@@ -75,11 +84,13 @@ SERVICE_KEYS = ("root", "source", "requirements", "python", "run", "manager", "t
 
 def parse_environment(reader, name, raw, path):
     """One entry of `environments:`."""
-    reader.text(name, path, NAME, "an environment name (a-z, 0-9, _ or -)")
+    parent = path[:-len(f".{name}")]  # path ends with the name, which may hold anything
+    reader.text(name, key_path(parent, name), NAME, "an environment name (a-z, 0-9, _ or -)")
     reader.mapping(raw, path, ("hosts", "ec2", "vars", "root"))
     root = raw.get("root")
     common = {"name": name, "vars": reader.variables(raw.get("vars", {}), f"{path}.vars"),
-              "root": None if root is None else reader.text(root, f"{path}.root")}
+              "root": None if root is None else reader.text(root, f"{path}.root",
+                                                             what=ROOT_WHAT)}
     if "ec2" in raw:
         if "hosts" in raw:
             raise ConfigError(f"{reader.source}: {path}: give either hosts or ec2, not both")
@@ -103,10 +114,30 @@ def parse_template(reader, raw, path):
         if not isinstance(mode, str) or not re.fullmatch(r"0?[0-7]{3}", mode):
             reader.fail(f"{path}.mode", "an octal mode as a string, e.g. '0640'", mode)
         mode = int(mode, 8)
-    dest = reader.text(raw.get("dest"), f"{path}.dest")
-    if dest.startswith("/") or ".." in dest.split("/"):
-        reader.fail(f"{path}.dest", "a path inside the release", dest)
-    return TemplateSpec(reader.text(raw.get("src"), f"{path}.src"), dest, mode)
+    dest = relative_path(reader, raw.get("dest"), f"{path}.dest", "the release")
+    if dest == "release.json" or dest.split("/")[0] in RESERVED[1:]:
+        reader.fail(f"{path}.dest", "a path that is not fabship's own (release.json, "
+                    ".fabship/ and shared/ are reserved)", dest)
+    return TemplateSpec(relative_path(reader, raw.get("src"), f"{path}.src", "templates/"),
+                        dest, mode)
+
+
+def relative_path(reader, value, path, inside):
+    """A relative path that stays inside `inside`: no `..`, `.` or empty parts, no `\\`."""
+    text = reader.text(value, path)
+    if "\\" in text or {"", ".", ".."} & set(text.split("/")):
+        reader.fail(path, f"a path inside {inside}", text)
+    return text
+
+
+def check_dests(reader, templates, path):
+    """Each template writes its own file: no dest twice, none inside another's file."""
+    for index, spec in enumerate(templates):
+        for before, other in enumerate(templates[:index]):
+            if spec.dest == other.dest or spec.dest.startswith(other.dest + "/") \
+                    or other.dest.startswith(spec.dest + "/"):
+                reader.fail(f"{path}[{index}].dest", f"a path apart from templates[{before}]"
+                            f"'s dest {other.dest!r}", spec.dest)
 
 
 def parse_health(reader, raw, path):
@@ -115,12 +146,22 @@ def parse_health(reader, raw, path):
     port = raw.get("port", "{{ port }}")
     if isinstance(port, bool) or not isinstance(port, (int, str)):
         reader.fail(f"{path}.port", "a port number or template", port)
+    if isinstance(port, str) and ("{{" in port or "{%" in port):
+        reader.text(port, f"{path}.port")
+    else:  # a literal is checked now; a template's render, per host (reader.port_number)
+        port = reader.port(port, f"{path}.port")
+    host = reader.text(raw.get("host", "127.0.0.1"), f"{path}.host")
+    try:
+        host = address(host)
+    except ValueError:
+        reader.fail(f"{path}.host", "a host name or IP address (letters, digits, . and -, "
+                    "or an IP literal)", host)
     return Health(
-        path=reader.text(raw.get("path", "/health"), f"{path}.path", re.compile(r"^/\S*$"),
-                         "a URL path starting with /"),
-        port=str(port),
-        host=reader.text(raw.get("host", "127.0.0.1"), f"{path}.host"),
-        timeout=reader.number(raw.get("timeout", 30), f"{path}.timeout", 1),
+        path=reader.text(raw.get("path", "/health"), f"{path}.path", URL_PATH,
+                         "a URL path starting with /"),  # ASCII: percent-encode the rest
+        port=str(port), host=host,
+        timeout=reader.number(raw.get("timeout", 30), f"{path}.timeout", 1,
+                              high=MAX_HEALTH_TIMEOUT),
     )
 
 
@@ -131,7 +172,9 @@ def parse_service(reader, name, raw):
                 "service names made of a-z, 0-9, _ and - (starting with a letter)")
     reader.mapping(raw, path, SERVICE_KEYS)
     environments = reader.mapping(raw.get("environments", {}), f"{path}.environments")
-    templates = reader.listing(raw.get("templates", []), f"{path}.templates")
+    templates = tuple(parse_template(reader, t, f"{path}.templates[{i}]") for i, t in
+                      enumerate(reader.listing(raw.get("templates", []), f"{path}.templates")))
+    check_dests(reader, templates, f"{path}.templates")
     requirements = raw.get("requirements")
     manager = raw.get("manager", "supervisor")
     if manager not in MANAGERS:
@@ -139,15 +182,14 @@ def parse_service(reader, name, raw):
     user, boot = _manager_keys(reader, raw, path, manager)
     return Service(
         name=name,
-        root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root"),
+        root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root", what=ROOT_WHAT),
         source=reader.text(raw.get("source"), f"{path}.source"),
         requirements=None if requirements is None else reader.text(
             requirements, f"{path}.requirements"),
         python=reader.text(raw.get("python", "python3"), f"{path}.python"),
-        run=reader.text(raw.get("run"), f"{path}.run"),
+        run=reader.text(raw.get("run"), f"{path}.run", multiline=True),
         manager=manager,
-        templates=tuple(parse_template(reader, t, f"{path}.templates[{i}]")
-                        for i, t in enumerate(templates)),
+        templates=templates,
         health=parse_health(reader, raw.get("health", {}), f"{path}.health"),
         keep_releases=reader.number(raw.get("keep_releases", 5), f"{path}.keep_releases", 2,
                                     int),

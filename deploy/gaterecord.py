@@ -2,7 +2,8 @@
 import json
 import subprocess
 
-from .errors import DeployError
+from .errors import ConfigError, DeployError
+from .reader import flaw, key_path
 
 
 def head_commit(root):
@@ -26,6 +27,54 @@ def summary(record):
     return {name: gate.get("status") for name, gate in record.get("gates", {}).items()}
 
 
+def read_record(path, hint):
+    """The record at `path`: DeployError when there is none, ConfigError when it is corrupt.
+
+    A corrupt record is bad input (exit 2): not UTF-8, not JSON, or not the shape
+    `python -m ci` writes (an object; `commit` a string; `gates` a mapping of name ->
+    result; `passed` and `dirty` booleans).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DeployError(f"no readable gate record at {path} ({exc}); {hint}") from exc
+    except OSError as exc:
+        raise ConfigError(f"no readable gate record at {path} ({exc}); {hint}") from exc
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"no readable gate record at {path} (not UTF-8: byte "
+                          f"0x{data[exc.start]:02x} at offset {exc.start}); {hint}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"no readable gate record at {path} (not JSON: {exc}); {hint}") \
+            from exc
+    problem = record_problem(record)
+    if problem:
+        raise ConfigError(f"{path} is not a gate record written by `python -m ci` "
+                          f"({problem}); {hint}")
+    return record
+
+
+def record_problem(record):
+    """What makes `record` unlike the record `python -m ci` writes, or None."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    commit, gates = record.get("commit"), record.get("gates", {})
+    checks = [("commit", "a commit id", commit, isinstance(commit, (str, type(None)))
+               and not flaw(commit or "")),
+              ("gates", "an object of gate -> result", gates, isinstance(gates, dict))]
+    checks += [(key, "true or false", record.get(key),
+                isinstance(record.get(key, False), bool)) for key in ("passed", "dirty")]
+    checks += [(key_path("gates", name), "an object with a status string", gate,
+                isinstance(gate, dict) and isinstance(gate.get("status", ""), str)
+                and not flaw(name) and not flaw(gate.get("status", "")))
+               for name, gate in (gates.items() if isinstance(gates, dict) else ())]
+    for key, expected, value, ok in checks:
+        if not ok:
+            return f"{key}: expected {expected}, got {value!r}"[:200]
+    return None
+
+
 def check_gates(root, skip):
     """(commit, gate summary) when the record lets this commit ship; else DeployError."""
     commit, dirty = head_commit(root)
@@ -39,12 +88,7 @@ def check_gates(root, skip):
                           f"it; {hint}")
     if dirty:
         raise DeployError(f"the working tree has uncommitted changes; commit them, then {hint}")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployError(f"no readable gate record at {path} ({exc}); {hint}") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("gates", {}), dict):
-        raise DeployError(f"{path} is not a gate record written by `python -m ci`; {hint}")
+    record = read_record(path, hint)
     if record.get("commit") != commit:
         raise DeployError(f"the gate record {path} is for commit "
                           f"{str(record.get('commit'))[:12]}, not HEAD {commit[:12]}; {hint}")

@@ -11,6 +11,7 @@ from .executor import run_plans
 from .parallel import each
 from .planner import owner_record, probe_batch, reload_step, restart_steps
 from .printer import plan_lines, prefixed, summary_table
+from .reader import count_option
 from .render import environment
 from .session import connected, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
@@ -139,7 +140,7 @@ def status(project, target, options, out=print):
 
 def history(project, target, options, out=print):
     """The deploy log of every host, oldest first; exit 1 if a host could not be read."""
-    limit = int(options.get("limit") or 20)
+    limit = count_option(options.get("limit"), "--limit", 20)
     if options.get("dry"):
         return _dry_read(project, target, lambda layout, url: status_cmd.history(layout, limit),
                          out)

@@ -4,7 +4,7 @@ from types import MappingProxyType
 
 from .config import Service
 from .errors import ConfigError
-from .hosts import parse_host
+from .hosts import in_url, parse_host
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ def select(services, name=None, env=None, hosts=None):
     if hosts:
         if env is not None:
             raise ConfigError("give either --env or --hosts, not both")
-        try:
-            parsed = tuple(parse_host(h) for h in hosts.split(",") if h.strip())
+        try:  # spaces around the commas are fine; anything else is part of a host
+            parsed = tuple(parse_host(h.strip(" ")) for h in hosts.split(",") if h.strip(" "))
         except ValueError as exc:
             raise ConfigError(f"--hosts: {exc}") from exc
         if not parsed:
@@ -56,3 +56,42 @@ def select(services, name=None, env=None, hosts=None):
     chosen = service.environments[_pick("environment", service.environments, env, "--env")]
     merged = MappingProxyType({**service.vars, **chosen.vars})
     return Target(service, chosen.name, chosen.hosts, merged, chosen.ec2, chosen.root)
+
+
+def hosts_key(target, source):
+    """Where a target's hosts were declared, as errors name it."""
+    if target.environment is None:
+        return "--hosts"
+    where = f"{source}: services.{target.service.name}.environments.{target.environment}"
+    return f"{where}.ec2" if target.ec2 is not None else f"{where}.hosts"
+
+
+def check_hosts(target, where, resolve):
+    """Each host once, each with a user: ConfigError naming the entries otherwise.
+
+    `resolve(host)` gives (user, address, port) as the connection will resolve them
+    (Fabric's defaults, ~/.ssh/config). Two entries are one host when these are equal
+    (`a`, `a:22`, `me@a` when the default user is `me`): a deploy would lock, switch and
+    record it twice. A user of None means none is known (a uid with no passwd entry and
+    no USER), so the entry must name its user.
+    """
+    seen = {}
+    for index, host in enumerate(target.hosts):
+        user, name, port = resolve(host)
+        if user is None:
+            raise ConfigError(
+                f"{where}: {_entry(target, index)} names no user, and this machine's user "
+                "is unknown (no passwd entry, no USER or LOGNAME); write it as "
+                f"user@{host.address} or set `user:` in fabric.yaml")
+        first = seen.setdefault((user, name.lower(), port), index)
+        if first != index:
+            raise ConfigError(
+                f"{where}: {_entry(target, first)} and {_entry(target, index)} are the same "
+                f"host, {user}@{in_url(name)}:{port}; list each host once")
+
+
+def _entry(target, index):
+    host = target.hosts[index]
+    if host.instance_id:
+        return f"{host.address!r} ({host.instance_id})"
+    return f"{host.address!r}" if target.environment is None else f"[{index}] {host.address!r}"

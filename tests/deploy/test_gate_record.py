@@ -29,10 +29,12 @@ def write_record(root, **record):
     return root / "reports" / "gates.json"
 
 
-def refusal(root):
-    """The DeployError message check_gates raises for root."""
-    with pytest.raises(DeployError) as err:
+def refusal(root, error=DeployError):
+    """The message check_gates raises for root: DeployError, or ConfigError (exit 2) when
+    the record is corrupt."""
+    with pytest.raises(error) as err:
         check_gates(root, skip=False)
+    assert type(err.value) is error  # pylint: disable=unidiomatic-typecheck
     return str(err.value)
 
 
@@ -115,10 +117,14 @@ def test_refusals_name_the_reason_and_the_way_out(checkout, tmp_path_factory):
                              f"{HINT}")
     git(root, "checkout", "-q", "app.py")
     path.write_text("{not json")
-    assert refusal(root).startswith(f"no readable gate record at {path} (Expecting")
-    for foreign in ("[1, 2]", json.dumps({"commit": commit, "passed": True, "gates": []})):
+    assert refusal(root, ConfigError).startswith(
+        f"no readable gate record at {path} (not JSON: Expecting")
+    for foreign, problem in (("[1, 2]", "expected a JSON object, got list"),
+                             (json.dumps({"commit": commit, "passed": True, "gates": []}),
+                              "gates: expected an object of gate -> result, got []")):
         path.write_text(foreign)
-        assert refusal(root) == f"{path} is not a gate record written by `python -m ci`; {HINT}"
+        assert refusal(root, ConfigError) == (f"{path} is not a gate record written by "
+                                              f"`python -m ci` ({problem}); {HINT}")
 
 
 def test_a_record_of_another_commit_is_refused(checkout):
