@@ -1,8 +1,10 @@
 """(context, facts, artifacts) -> the inert plan of one host. Only the planner orders steps.
 
-Round trips of a deploy: 1. lock + facts; 2. the release: uploads on stdin, assemble,
-switch `current`, restart, health check; 3. finish: history, prune, unlock. A failure
-from the switch on runs the rollback (one more round trip) before the finish.
+Round trips of a deploy: 1. lock + facts; 2. the release: refuse links planted in the
+layout, uploads on stdin, assemble, switch `current`, restart, health check; 3. finish:
+history, prune, unlock (the executor runs every finish step even after one fails, so
+the lock is always given back). A failure from the switch on runs the rollback (one
+more round trip) before the finish.
 """
 import hashlib
 import json

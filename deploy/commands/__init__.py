@@ -5,20 +5,14 @@
 # and `current`, a release's `shared` and `.fabship/venv` are fabship's own links; any
 # other link at a path fabship writes through is refused, naming the path.
 NO_LINKS = r"""
-no_links() {
-  for path in "$@"; do
-    if [ -L "$path" ]; then
-      printf 'refusing: %s is a symbolic link (to %s); fabship follows no link %s\n' \
-        "$path" "$(readlink "$path")" "out of the service root: remove it"
-      exit 1
-    fi
-  done
-}
-layout_has_no_links() {
-  no_links "$1/releases" "$1/artifacts" "$1/venvs" "$1/shared" "$1/shared/log" \
-    "$1/shared/data" "$1/deploys.jsonl" "$1/.lock" "$1/.lock/owner.json" \
-    "$1/supervisord.pid" "$1/supervisor.sock"
-}
+no_links() { for path in "$@"; do [ ! -L "$path" ] || { printf \
+'refusing: %s is a symbolic link (to %s); fabship follows no link out of the %s\n' \
+"$path" "$(readlink "$path")" "service root: remove it"; exit 1; }; done; }
+"""
+# ...and the layout's own paths, for the scripts that write or start supervisord there.
+LAYOUT_NO_LINKS = NO_LINKS + r"""layout_has_no_links() { no_links "$1/releases" \
+"$1/artifacts" "$1/venvs" "$1/shared" "$1/shared/log" "$1/shared/data" "$1/deploys.jsonl" \
+"$1/.lock" "$1/.lock/owner.json" "$1/supervisord.pid" "$1/supervisor.sock"; }
 """
 
 

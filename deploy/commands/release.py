@@ -1,9 +1,9 @@
 """Releases on a host: assemble, install deps, switch atomically, record, prune."""
 import posixpath
 
-from . import NO_LINKS, script
+from . import LAYOUT_NO_LINKS, NO_LINKS, script
 
-MAKE_DIRS = NO_LINKS + r"""
+MAKE_DIRS = LAYOUT_NO_LINKS + r"""
 root=$1
 layout_has_no_links "$root"
 mkdir -p "$root/releases" "$root/venvs" "$root/artifacts" "$root/shared/log" \
@@ -30,7 +30,7 @@ rm -rf "$venv.wheels" "$bundle"
 touch "$venv/.complete"
 """
 
-SWITCH = NO_LINKS + r"""
+SWITCH = LAYOUT_NO_LINKS + r"""
 root=$1 target=$2
 layout_has_no_links "$root"
 no_links "$target"

@@ -6,11 +6,11 @@ and its pid can belong to another process by now.
 """
 import posixpath
 
-from . import NO_LINKS, script
+from . import LAYOUT_NO_LINKS, NO_LINKS, script
 
 # What every script below starts with: no link at a path supervisord writes or talks
 # through (its logs, pid file and socket), and the question whether it answers.
-PRELUDE = NO_LINKS + r"""
+PRELUDE = LAYOUT_NO_LINKS + r"""
 python=$1 conf=$2 root=$3 program=$4
 layout_has_no_links "$root"
 no_links "$root/shared/log/supervisord.log" "$root/shared/log/$program.log"
