@@ -237,22 +237,29 @@ def parse_services(raw, source):
 
 @dataclass(frozen=True)
 class SshSettings:
-    """Top-level `ssh:`: how host keys are checked."""
+    """Top-level `ssh:`: how host keys are checked, and how long a host may take."""
 
-    host_key_policy: str
-    known_hosts: str  # the project's known_hosts file, relative to the project
-    instance_known_hosts: str = ".fabship/instance_known_hosts"  # EC2 pins, by instance id
+    host_key_policy: str = "strict"
+    known_hosts: str = ".pins/known_hosts"  # the project's known_hosts, relative to it
+    instance_known_hosts: str = ".pins/instance_known_hosts"  # EC2 pins, by instance id
+    command_timeout: float = 900.0  # seconds one round trip may take (a venv build too)
+    keepalive: float = 15.0  # seconds of silence before an SSH keepalive
+
+
+SSH_KEYS = ("host_key_policy", "known_hosts", "instance_known_hosts", "command_timeout",
+            "keepalive")
 
 
 def parse_ssh(raw, source):
     """The top-level `ssh:` mapping (all keys optional)."""
-    reader = Reader(source)
-    reader.mapping(raw, "ssh", ("host_key_policy", "known_hosts", "instance_known_hosts"))
-    policy = raw.get("host_key_policy", "strict")
+    reader, default = Reader(source), SshSettings()
+    reader.mapping(raw, "ssh", SSH_KEYS)
+    policy = raw.get("host_key_policy", default.host_key_policy)
     if policy not in ("strict", "accept-new"):
         reader.fail("ssh.host_key_policy", "strict or accept-new", policy)
-    return SshSettings(policy, reader.text(raw.get("known_hosts", ".fabship/known_hosts"),
-                                           "ssh.known_hosts"),
-                       reader.text(raw.get("instance_known_hosts",
-                                           ".fabship/instance_known_hosts"),
-                                   "ssh.instance_known_hosts"))
+    return SshSettings(
+        policy,
+        *(reader.text(raw.get(key, getattr(default, key)), f"ssh.{key}")
+          for key in ("known_hosts", "instance_known_hosts")),
+        *(reader.number(raw.get(key, getattr(default, key)), f"ssh.{key}", 1)
+          for key in ("command_timeout", "keepalive")))

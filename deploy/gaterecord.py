@@ -18,8 +18,9 @@ def head_commit(root):
     commit = git("rev-parse", "HEAD")
     if commit is None:
         return None, None
+    # .pins/ (host key pins, written by launch and accept-new) is trust data, not code
     return commit, bool(git("status", "--porcelain", "--", ".", ":(exclude)reports",
-                            ":(exclude).coverage*", ":(exclude).fabship"))
+                            ":(exclude).coverage*", ":(exclude).fabship", ":(exclude).pins"))
 
 
 def summary(record):

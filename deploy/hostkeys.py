@@ -3,11 +3,15 @@
 The pins live in a known_hosts-format file whose "host names" are instance ids. The
 keys come from the console output, when cloud-init printed them there, or else from
 the first contact with that new instance. Every later connection checks them strictly.
+
+Pin files (these and the project's known_hosts) are written mode 0600; a directory fabship
+creates for them is mode 0700.
 """
 import base64
 import fcntl
 import os
 import re
+import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,27 +52,66 @@ def _decodes(text):
         return False
 
 
+def private_dir(folder):
+    """Make the directory (and missing parents) mode 0700; an existing one is left as is."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return
+    private_dir(folder.parent)
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        if folder.is_dir():  # made by another thread meanwhile
+            return
+        raise
+    os.chmod(folder, 0o700)  # whatever the umask
+
+
+@contextmanager
+def locked(path, what):
+    """Hold the pin file's lock (threads, and other fabship processes: its directory's)."""
+    try:
+        with _LOCK:
+            private_dir(path.parent)
+            handle = os.open(path.parent, os.O_RDONLY)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(handle)
+    except OSError as exc:
+        raise DeployError(f"cannot update {what} in {path}: {exc.strerror or exc}") from exc
+
+
+def append_private(path, text):
+    """Add text to a file that ends mode 0600 (call it under `locked`)."""
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(handle, "a", encoding="utf-8") as stream:
+        os.fchmod(handle, 0o600)
+        stream.write(text)
+
+
+def replace_private(path, text):
+    """Rewrite a file atomically, mode 0600 (call it under `locked`)."""
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(partial, path)
+    except BaseException:
+        os.unlink(partial)
+        raise
+
+
 class InstancePins:
     """The pin file: `<instance id> <key type> <base64>` lines.
 
-    Writers (threads, and other fabship processes) take a lock file; rewrites are
-    atomic. A file that cannot be read or written is a DeployError naming it.
+    Writers (threads, and other fabship processes) take a lock; rewrites are atomic. A
+    file that cannot be read or written is a DeployError naming it.
     """
 
     def __init__(self, path):
         self.path = Path(path)
-
-    @contextmanager
-    def _locked(self):
-        try:
-            with _LOCK:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                with open(f"{self.path}.lock", "a", encoding="utf-8") as handle:
-                    fcntl.flock(handle, fcntl.LOCK_EX)
-                    yield
-        except OSError as exc:
-            raise DeployError(f"cannot update the host key pins in {self.path}: "
-                              f"{exc.strerror or exc}") from exc
 
     def _lines(self):
         try:
@@ -88,7 +131,7 @@ class InstancePins:
         """Pin keys for an instance that has none yet; False when it already had pins."""
         if not INSTANCE_ID.fullmatch(instance_id):
             raise DeployError(f"not an instance id: {instance_id!r}")
-        with self._locked():
+        with locked(self.path, "the host key pins"):
             if self.keys(instance_id):
                 return False
             self._write([*(" ".join(parts) for parts in self._lines()),
@@ -98,13 +141,11 @@ class InstancePins:
     def forget(self, instance_ids):
         """Drop the pins of terminated instances."""
         gone = set(instance_ids)
-        with self._locked():
+        with locked(self.path, "the host key pins"):
             lines = self._lines()
             kept = [" ".join(parts) for parts in lines if parts[0] not in gone]
             if len(kept) != len(lines):
                 self._write(kept)
 
     def _write(self, lines):
-        partial = Path(f"{self.path}.part")
-        partial.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(partial, self.path)
+        replace_private(self.path, "".join(line + "\n" for line in lines))

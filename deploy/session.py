@@ -1,11 +1,13 @@
 """Opening connections and taking the lock on every host, shared by deploy and rollback."""
 import shlex
+import sys
 from contextlib import contextmanager
 
 from .commands import lock
 from .errors import DeployError
 from .executor import run_batch
 from .facts import describe_owner, parse_facts, parse_lock_owner
+from .knownhosts import KnownHosts
 from .parallel import each
 from .planner import probe_batch
 from .ssh import SshHost
@@ -15,14 +17,18 @@ from .ssh import SshHost
 def connected(project, targets, out=None):
     """One open connection per Host for the `with` block, all closed after it.
 
-    If any host cannot be reached, DeployError names every one that failed. A new EC2
-    instance's host key is pinned at this first contact, and `out` is told so.
+    If any host cannot be reached, DeployError names every one that failed. known_hosts
+    files are read once; lines they skip are warned about (on stderr without `out`). A
+    host key pinned at this first contact (a new EC2 instance, or `accept-new`) is told.
     """
-    hosts = _connect_all(project, targets)
+    say = out or (lambda line: print(line, file=sys.stderr))
+    known = KnownHosts(project.known_hosts)
+    for warning in known.warnings:
+        say(warning)
+    hosts = _connect_all(project, targets, known)
     for host in hosts:
-        if host.pinned and out:
-            out(f"[{host.address}] pinned host key {host.pinned} (first contact with this "
-                "instance)")
+        if host.pinned:
+            say(f"[{host.address}] pinned host key {host.pinned} (first contact)")
     try:
         yield hosts
     finally:
@@ -30,10 +36,10 @@ def connected(project, targets, out=None):
             host.close()
 
 
-def _connect_all(project, targets):
+def _connect_all(project, targets, known):
     def connect(target):
-        host = SshHost(target, project.fabric_config, project.known_hosts,
-                       project.ssh.host_key_policy, project.instance_pins)
+        host = SshHost(target, project.fabric_config, known, project.ssh,
+                       project.instance_pins)
         host.open()
         return host
     results = each(connect, targets)

@@ -1,81 +1,112 @@
 """The SSH transport: the only module that imports Fabric (and paramiko).
 
 One connection per host, reused for every round trip. Host keys are checked against
-~/.ssh/known_hosts and the project's known_hosts file; Fabric's default of silently
-adding unknown keys is replaced by `strict` (refuse) or `accept-new` (pin new keys in
-the project file, refuse changed ones). An EC2 instance is checked against the keys
-pinned for its instance id only (its address may be recycled): an instance with no pin
-yet is pinned at this first contact, one with pins is checked strictly.
+~/.ssh/known_hosts and the project's known_hosts file (read by knownhosts.KnownHosts:
+`@revoked` keys are refused); Fabric's default of silently adding unknown keys is
+replaced by `strict` (refuse) or `accept-new` (pin new keys in the project file, refuse
+changed ones). An EC2 instance is checked against the keys pinned for its instance id
+only (its address may be recycled): an instance with no pin yet is pinned at this first
+contact, one with pins is checked strictly. Jump hosts (ProxyJump, `gateway`) get the
+same checks and the same connect timeout; behind a ProxyCommand the host's key is
+checked as usual, and what the command itself trusts is its own business.
+
+Every round trip has a deadline (`ssh.command_timeout`), and a host that stops answering
+SSH keepalives (`ssh.keepalive`) while a command is silent is given up before it: the
+connection is closed, and the host fails with a one-line reason.
 """
 import base64
 import binascii
 import socket
 import threading
-from pathlib import Path
 
 import paramiko
 from fabric import Connection
+from paramiko.pkey import UnknownKeyType
 
 from .errors import DeployError
+from .roundtrip import Watch, exchange
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, when Fabric's timeouts.connect is unset
+KEY_ERRORS = (paramiko.SSHException, UnknownKeyType, ValueError, TypeError, binascii.Error)
+NO_ANSWER = ("No existing session", "Error reading SSH protocol banner", "Negotiation timed")
 _PIN_LOCK = threading.Lock()
 
 
-class AcceptNewPolicy(paramiko.MissingHostKeyPolicy):  # pylint: disable=too-few-public-methods
-    """Pin an unknown host's key in the project known_hosts file (like ssh's accept-new)."""
+class RevokedKey(paramiko.SSHException):
+    """The host offered a key that a known_hosts file marks @revoked."""
 
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def missing_host_key(self, client, hostname, key):
-        with _PIN_LOCK:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-        client.get_host_keys().add(hostname, key.get_name(), key)
+    def __init__(self, hostname, key):
+        super().__init__(f"{hostname}: host key {fingerprint(key)} is revoked")
+        self.key = key
 
 
-class PinInstancePolicy(paramiko.MissingHostKeyPolicy):  # pylint: disable=too-few-public-methods
-    """First contact with a new EC2 instance: pin its key under its instance id."""
+class TrustPolicy(paramiko.MissingHostKeyPolicy):  # pylint: disable=too-few-public-methods
+    """A key with no known match: refused when revoked, else pinned by `pin`, or refused.
 
-    def __init__(self, pins, instance_id):
-        self.pins, self.instance_id, self.pinned = pins, instance_id, None
+    `source` names where the host's keys are kept, for messages.
+    """
+
+    def __init__(self, known, source, pin=None):
+        self.known, self.source, self.pin, self.pinned = known, source, pin, None
 
     def missing_host_key(self, client, hostname, key):
-        if not self.pins.pin(self.instance_id, [(key.get_name(), key.get_base64())]):
-            raise paramiko.SSHException(f"{self.instance_id}: host key pinned meanwhile")
+        if self.known.revoked(hostname, key.get_name(), key.get_base64()):
+            raise RevokedKey(hostname, key)
+        if self.pin is None:
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
+        self.pin(hostname, key)
         self.pinned = fingerprint(key)
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
-def _pin_check(client, pins, instance_id, key_name):
-    """Check only against the instance's pins (strict), or pin at first contact."""
-    keys = pins.keys(instance_id)
+def _pkey(kind, data):
+    return paramiko.PKey.from_type_string(kind, base64.b64decode(data))
+
+
+def _accept_new(known):
+    """accept-new: pin in the project's file, unless another host pinned a key meanwhile."""
+    def pin(hostname, key):
+        with _PIN_LOCK:
+            held = known.pin(hostname, key.get_name(), key.get_base64())
+        if held:
+            raise paramiko.BadHostKeyException(hostname, key, _pkey(*held))
+    return pin
+
+
+def _pin_instance(pins, instance_id):
+    """First contact with a new EC2 instance: pin its key under its instance id."""
+    def pin(_hostname, key):
+        if not pins.pin(instance_id, [(key.get_name(), key.get_base64())]):
+            raise paramiko.SSHException(f"{instance_id}: host key pinned meanwhile")
+    return pin
+
+
+def _install(client, name, keys, where=None):
+    """Known keys of `name` into the client (the first of each key type counts).
+
+    A key paramiko cannot use is skipped, or (for pins, `where`) a DeployError.
+    """
+    table = client.get_host_keys()
     for kind, data in keys:
+        if kind in (table.lookup(name) or {}):
+            continue
         try:
-            client.get_host_keys().add(key_name, kind, paramiko.PKey.from_type_string(
-                kind, base64.b64decode(data)))
-        except (paramiko.SSHException, ValueError, binascii.Error) as exc:
-            raise DeployError(f"{instance_id}: unusable pinned {kind} key in {pins.path}: "
-                              f"{exc}") from exc
-    policy = paramiko.RejectPolicy() if keys else PinInstancePolicy(pins, instance_id)
-    client.set_missing_host_key_policy(policy)
-    return policy
+            table.add(name, kind, _pkey(kind, data))
+        except KEY_ERRORS as exc:
+            if where:
+                raise DeployError(f"{where}: unusable pinned {kind} key: {exc}") from exc
 
 
 def _key_name(conn):
-    """The name paramiko looks a server's key up by: host, or [host]:port."""
-    return conn.host if conn.port == 22 else f"[{conn.host}]:{conn.port}"
+    """The name a server's key is looked up by: host, or [host]:port."""
+    return conn.host if int(conn.port) == 22 else f"[{conn.host}]:{conn.port}"
 
 
-def _check_host_keys(client, known_hosts, policy):
-    """Known hosts from ~/.ssh and the project file; unknown keys refused or pinned."""
-    client.load_system_host_keys()
-    if Path(known_hosts).exists():
-        client.get_host_keys().load(str(known_hosts))
-    client.set_missing_host_key_policy(
-        AcceptNewPolicy(known_hosts) if policy == "accept-new" else paramiko.RejectPolicy())
+def _hops(conn):
+    """The host's Connection, then each jump host's (ProxyJump, `gateway`)."""
+    while isinstance(conn, Connection):
+        yield conn
+        conn = conn.gateway
 
 
 def fingerprint(key):
@@ -84,93 +115,114 @@ def fingerprint(key):
 
 
 class SshHost:
-    """A connected host: run commands, count round trips."""
+    """A connected host: run commands, count round trips.
 
-    def __init__(self, host, config, known_hosts, policy, pins=None):
-        self.address = host.address
-        self.trips = 0
+    `known` is the run's knownhosts.KnownHosts, `settings` its config.SshSettings.
+    """
+
+    def __init__(self, host, config, known, settings, pins=None):
+        self.address, self.settings, self.known = host.address, settings, known
+        self.trips, self.broken, self.policies = 0, None, {}
         timeout = config.timeouts.connect if config is not None else None
         self.conn = Connection(host.address, config=config,
                                connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT)
-        self.known_hosts = known_hosts
-        self.pin_policy = None
-        hop = self.conn
-        while isinstance(hop, Connection):  # the host and every jump host (ProxyJump)
+        for hop in _hops(self.conn):
+            hop.connect_timeout = self.conn.connect_timeout  # jump hosts too
+            for option in ("banner_timeout", "auth_timeout", "channel_timeout"):
+                hop.connect_kwargs.setdefault(option, self.conn.connect_timeout)
             if hop is self.conn and host.instance_id and pins is not None:
-                self.known_hosts = f"the pins of {host.instance_id} in {pins.path}"
-                self.pin_policy = _pin_check(hop.client, pins, host.instance_id,
-                                             _key_name(hop))
+                policy = self._trust_pins(pins, host.instance_id)
             else:
-                _check_host_keys(hop.client, known_hosts, policy)
-            hop = hop.gateway
+                _install(hop.client, _key_name(hop), known.known(_key_name(hop)))
+                policy = TrustPolicy(known, str(known.path), _accept_new(known) if
+                                     settings.host_key_policy == "accept-new" else None)
+            hop.client.set_missing_host_key_policy(policy)
+            self.policies[id(hop)] = policy
+
+    def _trust_pins(self, pins, instance_id):
+        """Only the instance's pins count (revoked ones not); none yet: pin this key."""
+        name, keys = _key_name(self.conn), pins.keys(instance_id)
+        _install(self.conn.client, name, [key for key in keys
+                                          if not self.known.revoked(name, *key)],
+                 f"{instance_id} in {pins.path}")
+        return TrustPolicy(self.known, f"the pins of {instance_id} in {pins.path}",
+                           None if keys else _pin_instance(pins, instance_id))
 
     @property
     def pinned(self):
-        """The fingerprint pinned at this first contact, if this host was a new instance."""
-        return getattr(self.pin_policy, "pinned", None)
+        """The fingerprint pinned at this first contact, if this host's key was new."""
+        return self.policies[id(self.conn)].pinned
 
     def open(self):
-        """Connect and authenticate; raise DeployError with a one-line reason."""
-        try:
-            self.conn.open()
-        except paramiko.BadHostKeyException as exc:
-            raise DeployError(
-                f"{self.address}: HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}"
-                f", the host offered {fingerprint(exc.key)}. Someone may be intercepting the "
-                f"connection; if the host was rebuilt, remove its old key from "
-                f"{self.known_hosts}.") from exc
-        except paramiko.AuthenticationException as exc:
-            raise DeployError(f"{self.address}: authentication failed as user "
-                              f"{self.conn.user!r} ({exc}); check the key (`fab -i KEY`) "
-                              "and the user") from exc
-        except paramiko.SSHException as exc:
-            text = str(exc)
-            if "not found in known_hosts" in text:
-                raise DeployError(f"{self.address}: unknown host key; add it to known_hosts "
-                                  f"({self.known_hosts} or ~/.ssh/known_hosts) or set "
-                                  "`ssh.host_key_policy: accept-new`") from exc
-            raise DeployError(f"{self.address}: SSH failed: {text}") from exc
-        except (OSError, socket.timeout) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise DeployError(f"{self.address}: cannot connect: {reason}") from exc
+        """Connect (the farthest jump host first) and authenticate; DeployError if not."""
+        hops = list(_hops(self.conn))
+        for hop in reversed(hops):
+            try:
+                hop.open()
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                self.close()
+                where = self.address if hop is self.conn else \
+                    f"{self.address}: jump host {hop.host}:{hop.port}"
+                raise DeployError(f"{where}: {self._why(exc, hop)}") from exc
+        for hop in hops:
+            hop.transport.set_keepalive(self.settings.keepalive)
+
+    def _why(self, exc, hop):
+        """The one-line reason the connection to `hop` failed."""
+        text, source = str(exc), self.policies[id(hop)].source
+        if isinstance(exc, RevokedKey) or isinstance(exc, paramiko.BadHostKeyException) \
+                and self.known.revoked(_key_name(hop), exc.key.get_name(), exc.key.get_base64()):
+            why = (f"HOST KEY REVOKED: the host offered {fingerprint(exc.key)}, which a "
+                   "known_hosts file marks @revoked; refused")
+        elif isinstance(exc, paramiko.BadHostKeyException):
+            why = (f"HOST KEY CHANGED: known_hosts has {fingerprint(exc.expected_key)}, the "
+                   f"host offered {fingerprint(exc.key)}. Someone may be intercepting the "
+                   f"connection; if the host was rebuilt, remove its old key from {source}.")
+        elif isinstance(exc, paramiko.AuthenticationException):
+            why = (f"authentication failed as user {hop.user!r} ({exc}); check the key "
+                   "(`fab -i KEY`) and the user")
+        elif "not found in known_hosts" in text:
+            why = (f"unknown host key; add it to known_hosts ({source} or ~/.ssh/known_hosts) "
+                   "or set `ssh.host_key_policy: accept-new`")
+        elif isinstance(exc, paramiko.SSHException):
+            why = (f"no SSH answer within {hop.connect_timeout:g}s (timeouts.connect)"
+                   if text.startswith(NO_ANSWER) else f"SSH failed: {text}")
+        else:
+            why = "cannot connect: " + (getattr(exc, "strerror", None) or text or
+                                        type(exc).__name__)
+        return why
 
     def run(self, command, stdin=None, on_line=None):
         """Run one command (one round trip); return (exit code, combined output).
 
-        `on_line` sees each output line as it arrives (for live progress).
+        `on_line` sees each output line as it arrives (for live progress). DeployError
+        when the host does not answer in time: it is then given up (later calls fail).
         """
+        if self.broken:
+            raise DeployError(self.broken)
         self.trips += 1
-        channel = self.conn.client.get_transport().open_session()
+        transport = self.conn.client.get_transport()
+        watch = Watch(transport, self.settings.command_timeout, self.settings.keepalive)
         try:
-            channel.set_combine_stderr(True)
-            channel.exec_command(command)
-            sender = threading.Thread(target=_send, args=(channel, stdin), daemon=True)
-            sender.start()
-            output, pending = [], b""
-            while True:
-                data = channel.recv(65536)
-                if not data:
-                    break
-                output.append(data)
-                if on_line:
-                    *lines, pending = (pending + data).split(b"\n")
-                    for line in lines:
-                        on_line(line.decode("utf-8", "replace"))
-            sender.join()
-            code = channel.recv_exit_status()
+            code, output = exchange(transport, command, stdin, on_line, watch)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._give_up(watch.finish() or f"the connection failed: {exc}") from exc
         finally:
-            channel.close()
-        return code, b"".join(output).decode("utf-8", "replace")
+            reason = watch.finish()  # also when on_line raised
+        if reason or not transport.is_active():
+            raise self._give_up(reason or "the connection was lost")
+        return code, output
+
+    def _give_up(self, reason):
+        self.broken = f"{self.address}: {reason}; gave up on this host"
+        self.close()
+        return DeployError(self.broken)
 
     def close(self):
-        """Close the connection."""
-        self.conn.close()
-
-
-def _send(channel, data):
-    if data:
-        channel.sendall(data)
-    channel.shutdown_write()
+        """Close the connection and every jump host's."""
+        for hop in _hops(self.conn):
+            hop.close()
+            hop.client.close()  # also a transport left by a failed open
 
 
 def server_host_key(hostname, port, prefer=(), timeout=5):
@@ -186,6 +238,7 @@ def server_host_key(hostname, port, prefer=(), timeout=5):
                 options = transport.get_security_options()
                 known = [kind for kind in prefer if kind in options.key_types]
                 options.key_types = known + [k for k in options.key_types if k not in known]
+                transport.banner_timeout = timeout
                 transport.start_client(timeout=timeout)
                 key = transport.get_remote_server_key()
             finally:

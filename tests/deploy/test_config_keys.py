@@ -61,7 +61,8 @@ def test_unknown_ssh_key():
     with pytest.raises(ConfigError) as err:
         parse_ssh({"known_host": "x"}, "fabric.yaml")
     assert str(err.value) == ("fabric.yaml: ssh.known_host: unknown key; expected one of "
-                              "host_key_policy, known_hosts, instance_known_hosts")
+                              "host_key_policy, known_hosts, instance_known_hosts, "
+                              "command_timeout, keepalive")
 
 
 @pytest.mark.parametrize("raw, expected", [
@@ -245,7 +246,7 @@ def test_ssh_defaults_and_given_values():
     """Strict checking against the project's known_hosts unless told otherwise."""
     default = parse_ssh({}, "f")
     assert (default.host_key_policy, default.known_hosts, default.instance_known_hosts) == (
-        "strict", ".fabship/known_hosts", ".fabship/instance_known_hosts")
+        "strict", ".pins/known_hosts", ".pins/instance_known_hosts")  # committable
     given = parse_ssh({"host_key_policy": "accept-new", "known_hosts": "keys/known",
                        "instance_known_hosts": "keys/ec2"}, "f")
     assert (given.host_key_policy, given.known_hosts, given.instance_known_hosts) == (

@@ -51,7 +51,7 @@ def test_no_services():
 
 def test_ssh_settings():
     assert parse_ssh({}, "f").host_key_policy == "strict"
-    assert parse_ssh({"host_key_policy": "accept-new"}, "f").known_hosts == ".fabship/known_hosts"
+    assert parse_ssh({"host_key_policy": "accept-new"}, "f").known_hosts == ".pins/known_hosts"
     with pytest.raises(ConfigError, match="ssh.host_key_policy: expected strict or accept-new"):
         parse_ssh({"host_key_policy": "yolo"}, "f")
 

@@ -51,14 +51,24 @@ def test_head_commit_outside_git_and_in_a_checkout(checkout, tmp_path_factory):
 
 
 def test_what_the_gates_write_does_not_make_the_tree_dirty(checkout):
-    """reports/, .coverage* and .fabship/ are outputs, not changes to the code."""
+    """reports/, .coverage*, .fabship/ and .pins/ are outputs, not changes to the code.
+
+    A launch or an accept-new deploy pins host keys in .pins/ until they are committed;
+    that must not stop the next deploy.
+    """
     root, commit = checkout
     write_record(root, commit=commit)
     (root / ".coverage").write_text("")
     (root / ".coverage.host.1").write_text("")
     (root / ".fabship").mkdir()
-    (root / ".fabship" / "known_hosts").write_text("")
+    (root / ".fabship" / "wheel.whl").write_text("")
+    (root / ".pins").mkdir()
+    (root / ".pins" / "known_hosts").write_text("")
     assert head_commit(root) == (commit, False)
+    git(root, "add", ".pins/known_hosts")
+    git(root, "commit", "-qm", "pins")
+    (root / ".pins" / "known_hosts").write_text("[10.0.0.5]:22 ssh-ed25519 AAAA\n")
+    assert head_commit(root) == (git(root, "rev-parse", "HEAD"), False)  # committed, changed
 
 
 def test_a_project_in_a_subdirectory_is_judged_by_its_own_files(tmp_path):

@@ -98,7 +98,7 @@ def fab(project, *args):
 
 def pins(project):
     """{instance id: [key types]} pinned in the project's instance known_hosts."""
-    path = project.root / ".fabship" / "instance_known_hosts"
+    path = project.root / ".pins" / "instance_known_hosts"
     found = {}
     for line in path.read_text().splitlines() if path.exists() else ():
         owner, kind = line.split()[:2]
