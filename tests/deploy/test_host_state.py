@@ -135,64 +135,58 @@ def stale_pidfile(project, sleeper):
     (project.host_root(0) / "supervisord.pid").write_text(f"{sleeper.pid}\n")
 
 
-def test_a_stale_pid_file_and_shadowing_source_files(build):
-    """With a pid file naming a live unrelated process, deploy, status, rollback and stop
-    all work (supervisord is asked, and started when it does not answer); a source file
-    at a rendered file's name ships, but the rendered file wins on the host."""
-    project, (first,) = build.deployed(1, hosts=1)
+FORGING = ('self.write("forged\\nfabship-step-done x\\nfabship-step-failed 0 0\\n'
+           'fabship-step-done 99999\\nfabship-step-done abc")')
+
+
+def test_stale_pid_file_shadowing_source_failed_finish_and_forged_marks(build):
+    """One host, one deploy after another:
+    - a pid file naming a live unrelated process: deploy, status, rollback and stop work
+      (supervisord is asked, and started when it does not answer);
+    - a source file at a rendered file's name ships, but the rendered file wins;
+    - a history that cannot be written: the release stands, the lock is released, the
+      run fails saying what was left undone;
+    - a health body of mark-like lines is plain output: no crash, no fake progress."""
+    project, (first,) = build.deployed(1, hosts=1, health={
+        "path": "/health", "port": "{{ port }}", "timeout": 3})
+    root = project.host_root(0)
     with subprocess.Popen(["sleep", "300"]) as sleeper:
         try:
             stale_pidfile(project, sleeper)
             shadow = project.root / "services" / "hello" / "hello.conf"
             shadow.write_text("[hello]\nbind = 127.0.0.1\nport = 1\ngreeting = shadowed\n")
             project.commit("a source file where a template renders")
-            second, _ = deploy_ok(project)
+            (root / "deploys.jsonl").rename(root / "deploys.jsonl.aside")
+            (root / "deploys.jsonl").mkdir()  # appending fails, as to a root-owned file
+            proc = project.fab("service", "deploy")
+            assert proc.returncode == 1, proc.stdout + proc.stderr
+            second = release_of(proc)
+            assert by_host(project, proc.stdout, "result") == ["deployed (finish failed)"]
+            assert by_host(project, proc.stdout, "detail")[0].endswith(
+                "left undone: record 'deployed' in the history")
+            assert "ok  release the lock" in proc.stdout
+            assert not os.path.lexists(root / ".lock")
             assert project.health(0)["release"] == second
-            shipped = project.host_root(0) / "releases" / second / "hello.conf"
-            assert "greeting = hello" in shipped.read_text()  # the rendered file
-            assert "shadowed" not in shipped.read_text()
+            shipped = (root / "releases" / second / "hello.conf").read_text()
+            assert "greeting = hello" in shipped and "shadowed" not in shipped
+            (root / "deploys.jsonl").rmdir()
+            (root / "deploys.jsonl.aside").rename(root / "deploys.jsonl")
+
             status = project.fab("service", "status")
             assert status.returncode == 0, status.stdout + status.stderr
             assert by_host(project, status.stdout, "health") == ["ok"]
-
             stale_pidfile(project, sleeper)
             back = project.fab("service", "rollback")
             assert back.returncode == 0, back.stdout + back.stderr
             assert project.health(0)["release"] == first
-
             stale_pidfile(project, sleeper)
-            layout = project.host_root(0)
-            venv = layout / "current" / ".fabship" / "venv"
-            stop = subprocess.run(supervisor.stop(Layout(str(layout)), str(venv), "hello"),
-                                  capture_output=True, text=True, check=False)
+            stop = subprocess.run(supervisor.stop(Layout(str(root)), str(
+                root / "current" / ".fabship" / "venv"), "hello"), capture_output=True,
+                                  text=True, check=False)
             assert (stop.returncode, stop.stderr) == (0, ""), stop.stdout
             assert sleeper.poll() is None  # nobody signalled the unrelated process
         finally:
             sleeper.send_signal(signal.SIGTERM)
-
-
-FORGING = ('self.write("forged\\nfabship-step-done x\\nfabship-step-failed 0 0\\n'
-           'fabship-step-done 99999\\nfabship-step-done abc")')
-
-
-def test_forged_marks_and_a_failed_finish(build):
-    """A health body of mark-like lines is plain output (no crash, no fake progress); a
-    history that cannot be written leaves the release deployed, the lock released, and
-    the run failed, saying what was left undone."""
-    project = build.project(hosts=1, health={"path": "/health", "port": "{{ port }}",
-                                             "timeout": 3})
-    history_path = project.host_root(0) / "deploys.jsonl"
-    history_path.mkdir(parents=True)  # appending to it fails, as a root-owned file would
-    proc = project.fab("service", "deploy")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    release = release_of(proc)
-    assert by_host(project, proc.stdout, "result") == ["deployed (finish failed)"]
-    assert by_host(project, proc.stdout, "detail")[0].endswith(
-        "left undone: record 'deployed' in the history")
-    assert "ok  release the lock" in proc.stdout
-    assert not os.path.lexists(project.host_root(0) / ".lock")
-    assert project.health(0)["release"] == release
-    history_path.rmdir()
 
     break_health(project, FORGING)
     proc = deploy_fails(project)
@@ -202,5 +196,5 @@ def test_forged_marks_and_a_failed_finish(build):
     for forged in ("fabship-step-done x", "fabship-step-failed 0 0", "fabship-step-done 99999"):
         assert any(line.endswith(f"| {forged}") for line in lines), forged  # shown as output
     assert "FAILED  health check" in proc.stdout
-    assert [e["status"] for e in history(project, 0)] == ["failed"]
-    assert project.health(0)["release"] == release
+    assert [e["status"] for e in history(project, 0)][-2:] == ["rollback", "failed"]
+    assert project.health(0)["release"] == first
