@@ -6,7 +6,7 @@ and its pid can belong to another process by now.
 """
 import posixpath
 
-from . import LAYOUT_NO_LINKS, NO_LINKS, script
+from . import LAYOUT_NO_LINKS, script
 
 # What every script below starts with: no link at a path supervisord writes or talks
 # through (its logs, pid file and socket), and the question whether it answers.
