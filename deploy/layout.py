@@ -5,7 +5,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Layout:
-    """Paths under one service root."""
+    """Paths under one service root.
+
+    The root may be a symbolic link (the user's choice); below it, `current` is the only
+    link fabship makes at the top, and no path here may be one (the host scripts refuse
+    them: commands.LAYOUT_NO_LINKS).
+    """
 
     root: str
 
