@@ -23,10 +23,11 @@ import yaml
 
 from .aws import Aws
 from .commands import boot
-from .config import parse_services
+from .config import parse_services, parse_ssh
 from .ec2facts import find_instances
 from .errors import ConfigError, FabshipError
 from .gaterecord import check_gates, head_commit
+from .hostkeys import InstancePins
 from .localhosts import free_port, keygen, read_pid, start_daemon, stop_pid, wait_for_port, \
     write_config
 
@@ -140,9 +141,20 @@ class Rehearsal:
             stopped += stop_pid(self.state / "emulator.pid")
             for pidfile in sorted(self.state.glob("hosts/*/sshd.pid")):
                 stopped += stop_pid(pidfile)
+            self._forget_pins()
             shutil.rmtree(self.state, ignore_errors=True)
         if not quiet:
             self.out(f"rehearsal: stopped {stopped} process(es); removed {STATE}/")
+
+    def _forget_pins(self):
+        """The emulated instances' host key pins go with them (the pin file is committed)."""
+        try:
+            ids = json.loads((self.state / "pairs.json").read_text(encoding="utf-8"))
+            raw = yaml.safe_load((self.root / "fabric.yaml").read_text(encoding="utf-8"))
+            ssh = parse_ssh((raw or {}).get("ssh") or {}, "fabric.yaml")
+            InstancePins(self.root / ssh.instance_known_hosts).forget(ids)
+        except (OSError, ValueError, AttributeError, yaml.YAMLError, FabshipError):
+            pass  # nothing launched, or nothing to read: nothing to forget
 
     def fab(self, *args):
         """Run `fab -i <key> ARGS` in the project, echoing the command; its exit code."""

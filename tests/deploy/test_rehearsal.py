@@ -105,9 +105,12 @@ def test_demo_twice_then_down(project):
     pids = [read_pid(p) for p in [state / "emulator.pid", *state.rglob("sshd.pid"),
                                   *state.rglob("supervisord.pid")]]
     assert len(pids) == 1 + 2 + 2 and all(pids)
+    pins = project / ".pins" / "instance_known_hosts"
+    assert pins.read_text(encoding="utf-8").strip()  # the emulated instances are pinned
     down = rehearsal(project, "down")
     assert down.returncode == 0, down.stderr
     assert not state.exists()
+    assert pins.read_text(encoding="utf-8") == ""  # their pins went with them
     for pid in pids:
         assert not os.path.exists(f"/proc/{pid}") or "Z" in open(
             f"/proc/{pid}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()[:1]
