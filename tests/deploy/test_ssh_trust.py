@@ -408,6 +408,24 @@ def test_a_jump_host_is_checked_like_a_host(hosts, tmp_path):
 
 
 @pytest.mark.usefixtures("home")
+def test_a_host_the_jump_host_cannot_reach_is_named(hosts, tmp_path):
+    """The jump host answers, the host behind it does not: said in one line."""
+    jump = hosts.servers[1]
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cfg = config(hosts, f"Host localhost\n  ProxyJump {jump.address}\n")
+    target = parse_host(f"root@localhost:{port}", {})
+    project_file = tmp_path / "known_hosts"
+    project_file.write_text(line_of(jump))
+    host = SshHost(target, cfg, KnownHosts(project_file), SshSettings())
+    with pytest.raises(DeployError) as caught:
+        host.open()
+    assert str(caught.value) == (f"root@localhost:{port}: the jump host cannot reach it "
+                                 "(Connect failed)")
+
+
+@pytest.mark.usefixtures("home")
 def test_behind_a_proxy_command_the_host_key_is_still_checked(hosts, tmp_path):
     """A ProxyCommand carries the bytes; the host's key is checked as for any host."""
     server = hosts.servers[0]
