@@ -18,6 +18,7 @@ from invoke.exceptions import AmbiguousEnvVar, Exit, UncastableEnvVar, UnknownFi
 from invoke.util import yaml
 
 from .errors import ConfigError
+from .hosts import name_local_user
 from .reader import key_path
 
 # Invoke's config levels, lowest first: (attribute, what an error calls it; None: a file)
@@ -33,8 +34,10 @@ class StrictYamlLoader(yaml.SafeLoader):  # pylint: disable=too-many-ancestors
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=True)
-            if key_node.tag != "tag:yaml.org,2002:merge" and isinstance(key, (str, int)):
+            if isinstance(key, (str, int)):
                 if key in seen:
                     raise yaml.constructor.ConstructorError(
                         None, None, f"key {key!r} given twice in one mapping",
@@ -271,8 +274,10 @@ def guard_fab_config():
 
     Called when `fab` imports fabfile.py: Invoke loads the project's fabric.yaml right
     after, the `-f` file and FABRIC_* variables later. Returns the Config, or None when
-    the fabfile was imported outside `fab`.
+    the fabfile was imported outside `fab`. A uid without passwd entry gets a name first
+    (hosts.name_local_user), or no connection could be made.
     """
+    name_local_user()
     frame = inspect.currentframe()
     try:
         while frame is not None:

@@ -60,6 +60,23 @@ def local_user():
     return name if name and name.isprintable() and name.isascii() else f"uid{os.getuid()}"
 
 
+def name_local_user(environ=None):
+    """Give a uid with no passwd entry and no USER/LOGNAME a name: LOGNAME=uid<N>.
+
+    There getpass.getuser() raises, and paramiko calls it whenever it reads an ssh_config
+    (for `%u`), so not even a connection could be made. Returns the name set, or None
+    when the user already has one. Fabric's default SSH user stays unknown: hosts must
+    name theirs (target.check_hosts says so).
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        getpass.getuser()
+        return None
+    except (KeyError, OSError):
+        environ["LOGNAME"] = name = f"uid{os.getuid()}"
+        return name
+
+
 @dataclass(frozen=True)
 class Host:
     """One target host. `user`/`port` None means Fabric's configured default."""
@@ -83,8 +100,8 @@ class Host:
 
 def parse_host(text, host_vars=None):
     """Parse `[user@]address[:port]`; raise ValueError saying what is wrong."""
-    user, _, rest = text.rpartition("@")
-    if user and not USER.fullmatch(user):
+    user, at, rest = text.rpartition("@")
+    if at and not USER.fullmatch(user):
         raise ValueError(f"bad user {user!r} in host {text!r}")
     if rest.startswith("["):
         inside, closed, port = rest.partition("]")

@@ -83,7 +83,8 @@ def check_hosts(target, where, resolve):
                 f"{where}: {_entry(target, index)} names no user, and this machine's user "
                 "is unknown (no passwd entry, no USER or LOGNAME); write it as "
                 f"user@{host.address} or set `user:` in fabric.yaml")
-        first = seen.setdefault((user, name.lower(), port), index)
+        name = name.lower()
+        first = seen.setdefault((user, name, port), index)
         if first != index:
             raise ConfigError(
                 f"{where}: {_entry(target, first)} and {_entry(target, index)} are the same "
