@@ -17,7 +17,6 @@ MANAGERS = ("supervisor", "systemd")
 RESERVED = ("release.json", ".fabship", "shared")  # fabship's own paths in a release
 URL_PATH = re.compile(r"/[!-~]*")  # printable ASCII, no spaces: percent-encode the rest
 MAX_HEALTH_TIMEOUT = 3600
-ROOT_WHAT = "an absolute path (or a template rendering to one)"
 BOOTS = ("cron", "none")
 
 
@@ -89,8 +88,7 @@ def parse_environment(reader, name, raw, path):
     reader.mapping(raw, path, ("hosts", "ec2", "vars", "root"))
     root = raw.get("root")
     common = {"name": name, "vars": reader.variables(raw.get("vars", {}), f"{path}.vars"),
-              "root": None if root is None else reader.text(root, f"{path}.root",
-                                                             what=ROOT_WHAT)}
+              "root": None if root is None else reader.text(root, f"{path}.root")}
     if "ec2" in raw:
         if "hosts" in raw:
             raise ConfigError(f"{reader.source}: {path}: give either hosts or ec2, not both")
@@ -182,7 +180,7 @@ def parse_service(reader, name, raw):
     user, boot = _manager_keys(reader, raw, path, manager)
     return Service(
         name=name,
-        root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root", what=ROOT_WHAT),
+        root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root"),
         source=reader.text(raw.get("source"), f"{path}.source"),
         requirements=None if requirements is None else reader.text(
             requirements, f"{path}.requirements"),

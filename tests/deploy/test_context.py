@@ -140,8 +140,8 @@ def test_supervisor_socket_must_fit_in_sun_path():
     ({"health": {"port": "{{ nope }}"}}, "services.hello.health.port: 'nope' is undefined"),
     ({"health": {"port": "{{ port }}x"}},
      "services.hello.health.port: expected a port number, got '8080x'"),
-    ({"health": {"port": "-1"}}, "services.hello.health.port: expected a port number, "
-                                 "got '-1'"),
+    ({"health": {"port": "{{ -1 }}"}}, "services.hello.health.port: expected a port number, "
+                                       "got '-1'"),  # a literal -1 is refused by config
     ({"run": "{{ nope }}"}, "services.hello.run: 'nope' is undefined"),
 ])
 def test_values_rendered_per_host_name_their_key(overrides, expected):

@@ -216,7 +216,7 @@ def test_secret_seen_through_a_filter_is_still_secret(tmp_path):
 
 
 @pytest.mark.parametrize("root", ["/srv/my app", "/srv/%(here)s", "/srv/../etc", "srv/x",
-                                  "/srv/a\nb"])
+                                  "/srv/{{ 'a\\nb' }}"])  # a literal newline: config refuses it
 def test_unsafe_roots_are_config_errors(root):
     with pytest.raises(ConfigError, match=r"services.hello.root: expected an absolute path"):
         contexts(root=root)
