@@ -28,7 +28,8 @@ from .roundtrip import Watch, exchange
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds, when Fabric's timeouts.connect is unset
 KEY_ERRORS = (paramiko.SSHException, UnknownKeyType, ValueError, TypeError, binascii.Error)
-NO_ANSWER = ("No existing session", "Error reading SSH protocol banner", "Negotiation timed")
+NO_ANSWER = ("No existing session", "Error reading SSH protocol banner", "Negotiation timed",
+             "Timeout opening channel")
 _PIN_LOCK = threading.Lock()
 
 
@@ -128,8 +129,8 @@ class SshHost:
                                connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT)  # IPv6 too
         for hop in _hops(self.conn):
             hop.connect_timeout = self.conn.connect_timeout  # jump hosts too
-            for option in ("banner_timeout", "auth_timeout", "channel_timeout"):
-                hop.connect_kwargs.setdefault(option, self.conn.connect_timeout)
+            # and opening a channel (through a jump host too) waits as long, not an hour
+            hop.connect_kwargs = {"channel_timeout": hop.connect_timeout, **hop.connect_kwargs}
             if hop is self.conn and host.instance_id and pins is not None:
                 policy = self._trust_pins(pins, host.instance_id)
             else:
@@ -184,6 +185,8 @@ class SshHost:
         elif "not found in known_hosts" in text:
             why = (f"unknown host key; add it to known_hosts ({source} or ~/.ssh/known_hosts) "
                    "or set `ssh.host_key_policy: accept-new`")
+        elif isinstance(exc, paramiko.ChannelException):  # opened through a jump host
+            why = f"the jump host cannot reach it ({exc.text})"
         elif isinstance(exc, paramiko.SSHException):
             why = (f"no SSH answer within {hop.connect_timeout:g}s (timeouts.connect)"
                    if text.startswith(NO_ANSWER) else f"SSH failed: {text}")
