@@ -172,12 +172,13 @@ class StrictConfig(Config):
 
     def origin(self, *keys, levels=None):
         """The level that gives the setting at `keys` its value (the highest holding it)."""
-        for name, data in reversed(list(self._levels() if levels is None else levels)):
+        def value(data):
             for key in keys:
                 data = data.get(key) if isinstance(data, dict) else None
-            if data is not None:
-                return name
-        return "Fabric's defaults"
+            return data
+        levels = list(self._levels() if levels is None else levels)
+        return next((name for name, data in reversed(levels) if value(data) is not None),
+                    "Fabric's defaults")
 
     def merge(self):
         """Invoke's merge; a mapping that meets a single value names the file and key."""
@@ -283,12 +284,16 @@ def guard_fab_config():
         while frame is not None:
             program = frame.f_locals.get("self")
             if isinstance(program, Program) and getattr(program, "config", None) is not None:
-                config = program.config
-                if not isinstance(config, StrictConfig):
-                    config.__class__ = type(f"Strict{type(config).__name__}",
-                                            (StrictConfig, type(config)), {})
-                return config
+                return make_strict(program.config)
             frame = frame.f_back
         return None
     finally:
         del frame
+
+
+def make_strict(config):
+    """Turn a (Fabric or Invoke) Config into a StrictConfig of its own class, in place."""
+    if not isinstance(config, StrictConfig):
+        config.__class__ = type(f"Strict{type(config).__name__}",
+                                (StrictConfig, type(config)), {})
+    return config

@@ -109,10 +109,9 @@ class Reader:
 
     def port(self, value, path):
         """A TCP port, 1-65535: a whole number, or a string of ASCII digits."""
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            self.fail(path, "a port number 1-65535", value)
+        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
         try:
-            return _port(str(value))
+            return _port(text)
         except ValueError:
             return self.fail(path, "a port number 1-65535 (ASCII digits)", value)
 

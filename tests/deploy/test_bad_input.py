@@ -12,19 +12,24 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
+from fabric import Config
+from invoke.exceptions import Exit
 
+from deploy.cli import check_fabric_settings
 from deploy.config import parse_services
 from deploy.errors import ConfigError, DeployError
-from deploy.fabconfig import env_error, load_json, load_yaml, merge_conflict
+from deploy.fabconfig import (env_error, guard_fab_config, load_json, load_yaml, make_strict,
+                              merge_conflict)
 from deploy.gaterecord import read_record
 from deploy.hosts import in_url, local_user, name_local_user, parse_host
 from deploy.localhosts import SSHD, write_config
 from deploy.reader import count_option, port_number
-from deploy.target import check_hosts, hosts_key, select
+from deploy.target import Target, check_hosts, hosts_key, select
 from tests.deploy.fleetstate import Builder
 from tests.helpers import REPO
 from tests.project import FAB
@@ -174,6 +179,17 @@ def test_duplicates_in_hosts_flag_and_hosts_that_differ():
         select(services, hosts=" , ")
     with pytest.raises(ConfigError, match=r"--hosts: bad address 'b\\n'"):
         select(services, hosts="a,b\n")
+
+
+def test_duplicate_instances_are_named_by_instance_id():
+    one, two = (replace(parse_host("ec2-user@10.0.0.5"), instance_id=i) for i in ("i-1", "i-2"))
+    target = Target(parse_services({"hello": minimal()}, "f")["hello"], "prod", (one, two),
+                    {}, ec2=object())
+    with pytest.raises(ConfigError) as err:
+        check_hosts(target, hosts_key(target, "f"), default_resolve())
+    assert str(err.value) == ("f: services.hello.environments.prod.ec2: 'ec2-user@10.0.0.5' "
+                              "(i-1) and 'ec2-user@10.0.0.5' (i-2) are the same host, "
+                              "ec2-user@10.0.0.5:22; list each host once")
 
 
 def test_a_host_without_user_needs_a_known_local_user():
@@ -404,6 +420,69 @@ def test_yaml_and_json_config_files_that_load(tmp_path):
             load_json(path, "f")
 
 
+def test_unreadable_config_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match=r"^d.yaml: cannot read: Is a directory$"):
+        load_yaml(tmp_path, "d.yaml")
+
+
+def strict_config(root):
+    """A Fabric Config made strict as `fab` gets it, with `root` as the project."""
+    config = make_strict(Config(lazy=True))
+    config.set_project_location(str(root))
+    return config
+
+
+def exit_message(call):
+    with pytest.raises(Exit) as err:
+        call()
+    assert err.value.code == 2
+    return err.value.message
+
+
+def test_strict_config_in_process(tmp_path):
+    """What `fab` meets, without a subprocess: each file type, -f, FABRIC_* clashes."""
+    assert guard_fab_config() is None  # pytest is no `fab`: nothing to guard
+    (tmp_path / "fabric.json").write_text('{"run": []}')
+    config = strict_config(tmp_path)
+    assert make_strict(config) is config
+    assert exit_message(config.load_project) == (
+        "fabship: error: fabric.json: run: expected a mapping (as in Fabric's defaults), "
+        "got []")
+    (tmp_path / "fabric.json").unlink()
+    (tmp_path / "fabric.py").write_text("x = 1 / 0\n")
+    assert exit_message(strict_config(tmp_path).load_project) == (
+        "fabship: error: fabric.py: cannot load: ZeroDivisionError: division by zero")
+    (tmp_path / "fabric.py").unlink()
+    (tmp_path / "fabric.yaml").write_text("run_echo: true\nservices: {}\n")
+    config = strict_config(tmp_path)
+    config.load_project()
+    assert config.merge_error() is None
+    assert exit_message(config.load_shell_env) == (
+        "fabship: error: fabric.yaml: run_echo: clashes with run.echo (both would be set by "
+        "FABRIC_RUN_ECHO); rename it")
+    runtime = tmp_path / "settings.txt"
+    runtime.write_text("a: 1\n")
+    config.set_runtime_path(str(runtime))
+    assert exit_message(config.load_runtime) == (
+        f"fabship: error: {runtime}: not a config file: expected .yaml, .yml, .json or .py")
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"user": "a b"}, "Fabric's config: user: expected a user name (letters, digits, _.-), "
+                      "got 'a b'"),
+    ({"user": 3}, "Fabric's config: user: expected a user name"),
+    ({"port": True}, "Fabric's config: port: expected a port number 1-65535, got True"),
+    ({"timeouts": {"connect": 0}}, "Fabric's config: timeouts.connect: expected a number of "
+                                   "seconds > 0, got 0"),
+    ({"timeouts": {"connect": float("inf")}}, "Fabric's config: timeouts.connect: expected"),
+])
+def test_fabric_connection_settings_are_checked(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        check_fabric_settings(Config(overrides=overrides))
+    assert str(err.value).startswith(message)
+    check_fabric_settings(Config(overrides={"user": "deploy", "timeouts": {"connect": 5}}))
+
+
 def test_merge_conflicts_are_found_as_invoke_merges():
     defaults = {"run": {"echo": False, "env": {}}, "user": "me"}
     assert merge_conflict(copy.deepcopy(defaults), {"run": 3}) == (("run",), defaults["run"], 3)
@@ -605,9 +684,10 @@ def as_nobody(cwd, *argv):
 
 def test_no_passwd_entry_fab_starts_and_a_host_without_user_is_one_error(bare):
     probe = as_nobody(bare, str(Path(FAB).with_name("python")), "-c",
-                      "import getpass, os\ntry:\n getpass.getuser()\nexcept KeyError:\n"
-                      " print('no user', os.getuid())")
-    assert probe.stdout.strip() == f"no user {NOBODY}", probe.stdout + probe.stderr
+                      "import getpass, os\nfrom deploy.hosts import local_user\n"
+                      "try:\n getpass.getuser()\nexcept KeyError:\n"
+                      " print('no user', os.getuid(), local_user())")
+    assert probe.stdout.strip() == f"no user {NOBODY} uid{NOBODY}", probe.stdout + probe.stderr
     (bare / "fabric.yaml").write_text(
         "services: {hello: {source: s, run: r, environments: "
         "{t: {hosts: [deploy@10.0.0.5, 10.0.0.6]}}}}\n")
