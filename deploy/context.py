@@ -12,6 +12,7 @@ from . import launcher
 from .commands import health, systemd
 from .errors import ConfigError
 from .layout import Layout
+from .reader import port_number
 from .render import Renderer, render_string
 from .secrets import holds_secret
 
@@ -89,11 +90,11 @@ def host_basics(env, target, host, extra=None):
     if service.manager == "supervisor" and len(f"{root}/{SOCKET}".encode()) > MAX_SOCKET_PATH:
         raise ConfigError(f"{where}.root: {root!r} is too long: supervisord's socket "
                           f"{root}/{SOCKET} must fit in {MAX_SOCKET_PATH} bytes")
-    port = render_string(env, service.health.port, variables, f"{where}.health.port")
-    if not port.isdigit():
-        raise ConfigError(f"{where}.health.port: expected a port number, got {port!r}")
+    port = port_number(render_string(env, service.health.port, variables,
+                                     f"{where}.health.port"), f"{where}.health.port")
     variables["root"] = root
-    return variables, Layout(root), health.url(service.health.host, port, service.health.path)
+    return variables, Layout(root), health.url(service.health.url_host, port,
+                                               service.health.path)
 
 
 def _launcher_files(renderer, service):

@@ -18,6 +18,7 @@ from tests.deploy.helpers import RELEASE, contexts, services
 from tests.helpers import REPO
 
 SHIPPED = ("d" * 64, "k" * 16)
+PORT_ERROR = "services.hello.health.port: expected a port number 1-65535 (ASCII digits)"
 SOCKET_ROOT = "/srv/" + "r" * 86  # + "/supervisor.sock" is 107 bytes: the most that fits
 
 
@@ -139,9 +140,12 @@ def test_supervisor_socket_must_fit_in_sun_path():
     ({"root": "/srv/{{ nope }}"}, "services.hello.root: 'nope' is undefined"),
     ({"health": {"port": "{{ nope }}"}}, "services.hello.health.port: 'nope' is undefined"),
     ({"health": {"port": "{{ port }}x"}},
-     "services.hello.health.port: expected a port number, got '8080x'"),
-    ({"health": {"port": "{{ -1 }}"}}, "services.hello.health.port: expected a port number, "
-                                       "got '-1'"),  # a literal -1 is refused by config
+     f"{PORT_ERROR}, got '8080x'"),
+    ({"health": {"port": "{{ -1 }}"}}, f"{PORT_ERROR}, got '-1'"),  # a literal: config refuses
+    ({"health": {"port": "{{ 0 }}"}}, f"{PORT_ERROR}, got '0'"),
+    ({"health": {"port": "{{ 65536 }}"}}, f"{PORT_ERROR}, got '65536'"),
+    ({"health": {"port": "{{ '\u0668\u0660\u0668\u0660' }}"}},
+     f"{PORT_ERROR}, got '\u0668\u0660\u0668\u0660'"),
     ({"run": "{{ nope }}"}, "services.hello.run: 'nope' is undefined"),
 ])
 def test_values_rendered_per_host_name_their_key(overrides, expected):
@@ -206,3 +210,11 @@ def test_template_errors_never_carry_a_secret_value(tmp_path):
                        "values are not shown")
     message = error_with(secrets, run="x {{ {'a': 1}[API_TOKEN] }}")
     assert "pa$$w" not in message and "PA$$W" not in message
+
+
+def test_an_ipv6_health_host_is_bracketed_in_the_url():
+    """health.host `::1` is stored bare; the URL the host polls needs `[::1]`."""
+    (ctx, _) = build(None, health={"host": "::1", "port": "{{ port }}"})
+    assert ctx.health_url == "http://[::1]:8080/health"
+    (ctx, _) = build(None, health={"host": "localhost", "port": 81})
+    assert ctx.health_url == "http://localhost:81/health"
