@@ -38,6 +38,12 @@ def read_secrets(names, environ, where):
     if missing:
         raise ConfigError(f"{where}: environment variable {missing[0]} is not set "
                           "(or empty); export it before deploying")
+    for name in names:
+        try:
+            environ[name].encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{where}: environment variable {name} is not valid UTF-8 "
+                              "text") from None
     return tuple(Secret(name, environ[name]) for name in names)
 
 

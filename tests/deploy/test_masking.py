@@ -4,7 +4,8 @@ import urllib.parse
 
 import pytest
 
-from deploy.secrets import MASK, Secret, holds_secret, mask, variants
+from deploy.errors import ConfigError
+from deploy.secrets import MASK, Secret, holds_secret, mask, read_secrets, variants
 
 TOKEN = Secret("TOKEN", "s3cr3t/Value+x")
 
@@ -50,3 +51,12 @@ def test_variants_are_longest_first_and_distinct():
     assert len(forms) == len(set(forms))
     assert [len(f) for f in forms] == sorted((len(f) for f in forms), reverse=True)
     assert {"a/b c", "A/B C", "a%2Fb%20c", "a/b%20c", "a%2Fb+c"} <= set(forms)
+
+
+def test_a_secret_that_is_not_utf8_is_a_config_error():
+    """Undecodable bytes in the environment (surrogate escapes) cannot reach a host file."""
+    environ = {"TOKEN": "ok\udcff"}
+    with pytest.raises(ConfigError) as err:
+        read_secrets(("TOKEN",), environ, "fabric.yaml: services.app.secret_env")
+    assert str(err.value) == ("fabric.yaml: services.app.secret_env: environment variable "
+                              "TOKEN is not valid UTF-8 text")
