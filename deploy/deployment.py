@@ -20,6 +20,7 @@ from .printer import plan_lines, summary_table
 from .render import environment
 from .secrets import read_secrets
 from .session import connected, give_back_locks, lock_and_probe
+from .sourcetree import read_file, read_templates
 
 
 @dataclass(frozen=True)
@@ -67,17 +68,15 @@ def new_release(commit, gates, skip_gates, now=None):
                        skip_gates, gates)
 
 
-def read_requirements(project, service):
-    """The service's requirements file ("" when it declares none)."""
+def read_requirements(project, service, commit):
+    """The service's requirements file at `commit` ("" when it declares none)."""
     if not service.requirements:
         return ""
-    path = project.root / service.requirements
+    where = f"{project.source}: services.{service.name}.requirements"
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError(f"{project.source}: services.{service.name}.requirements: cannot "
-                          f"read {path}: {reason}") from exc
+        return read_file(project.root, service.requirements, commit, where).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: {service.requirements} is not UTF-8 text") from None
 
 
 def prepare(project, target, skip_gates, environ=None):
@@ -89,8 +88,9 @@ def prepare(project, target, skip_gates, environ=None):
                            f"{project.source}: services.{service.name}.secret_env")
     source = artifacts.build_source(project.root, service.source, commit,
                                     f"{project.source}: services.{service.name}.source")
-    specs = artifacts.deps_specs(read_requirements(project, service), service.manager)
-    env = environment(project.root / "templates")
+    specs = artifacts.deps_specs(read_requirements(project, service, commit),
+                                 service.manager)
+    env = environment(read_templates(project.root, commit))
     shipped = (source.digest, artifacts.deps_hash(specs), secrets)
     deploy_user = getattr(project.fabric_config, "user", None)
     contexts = tuple(build_context(env, target, host, release, shipped, deploy_user=deploy_user)

@@ -11,11 +11,20 @@ FABSHIP_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def environment(project_templates):
-    """A Jinja2 environment over the project's templates/, then fabship's own."""
-    dirs = [str(project_templates)]
-    if Path(project_templates).resolve() != FABSHIP_TEMPLATES:
-        dirs.append(str(FABSHIP_TEMPLATES))
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(dirs),
+    """A Jinja2 environment over the project's templates, then fabship's own.
+
+    `project_templates` is a directory, or {name: text} as read from the commit that
+    ships (deploy/sourcetree.read_templates).
+    """
+    if isinstance(project_templates, dict):
+        loaders = [jinja2.DictLoader(project_templates),
+                   jinja2.FileSystemLoader(str(FABSHIP_TEMPLATES))]
+    else:
+        dirs = [str(project_templates)]
+        if Path(project_templates).resolve() != FABSHIP_TEMPLATES:
+            dirs.append(str(FABSHIP_TEMPLATES))
+        loaders = [jinja2.FileSystemLoader(dirs)]
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))

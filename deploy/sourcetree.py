@@ -44,28 +44,74 @@ def tree_path(source):
     return "" if path == "." else path
 
 
+def _locate(root):
+    """(repository top, the project's prefix in it); ConfigError outside git."""
+    code, found, _ = _git(root, "rev-parse", "--show-toplevel", "--show-prefix")
+    if code:
+        raise ConfigError(f"{root} is not a git checkout: fabship ships a commit, never the "
+                          "working tree; commit the service first (git init, add, commit)")
+    return (found.decode().split("\n") + [""])[:2]
+
+
+def _tree(root, path, commit, where, shown, missing_ok=False):
+    """[Entry] of the directory `path` (relative to the project) at `commit`."""
+    top, prefix = _locate(root)
+    treeish = f"{commit}:{prefix}{path}"
+    code, kind, _ = _git(root, "cat-file", "-t", treeish)
+    if code or kind.strip() != b"tree":
+        if missing_ok and code:
+            return []
+        raise ConfigError(f"{where}: {shown!r} is not a directory in commit {commit[:12]} "
+                          "(committed? `git add` it and commit)")
+    code, data, err = _git(top, "archive", "--format=tar", treeish)
+    if code:
+        raise ConfigError(f"{where}: git archive of {shown!r} at {commit[:12]} failed: {err}")
+    return _entries(data)
+
+
 def read_commit(root, source, commit, where):
     """[Entry] of `source` at `commit` (a full id); ConfigError saying what is wrong."""
     try:
         path = tree_path(source)
     except ValueError as exc:
         raise ConfigError(f"{where}: expected {exc}, got {source!r}") from exc
-    code, found, _ = _git(root, "rev-parse", "--show-toplevel", "--show-prefix")
-    if code:
-        raise ConfigError(f"{root} is not a git checkout: fabship ships a commit, never the "
-                          "working tree; commit the service first (git init, add, commit)")
-    top, prefix = (found.decode().split("\n") + [""])[:2]
-    treeish = f"{commit}:{prefix}{path}"
-    code, kind, _ = _git(root, "cat-file", "-t", treeish)
-    if code or kind.strip() != b"tree":
-        raise ConfigError(f"{where}: {source!r} is not a directory in commit {commit[:12]} "
-                          "(committed? `git add` it and commit)")
-    code, data, err = _git(top, "archive", "--format=tar", treeish)
-    if code:
-        raise ConfigError(f"{where}: git archive of {source!r} at {commit[:12]} failed: {err}")
-    entries = _entries(data)
+    entries = _tree(root, path, commit, where, source)
     check(entries, source, where)
     return entries
+
+
+def read_templates(root, commit, where="templates"):
+    """{name: text} of the project's templates/ at `commit` ({} when it has none).
+
+    A symlink is read as the file it names inside templates/; one that leaves it, or
+    names no file, is refused: a link to the deployer's key must not render into hosts.
+    """
+    entries = _tree(root, "templates", commit, where, "templates", missing_ok=True)
+    links = {e.path: e.link for e in entries if e.link is not None}
+    files = {e.path: e.data for e in entries if e.link is None}
+    texts = {}
+    for entry in entries:
+        data = files.get(entry.path if entry.link is None else resolve(entry.path, links))
+        if data is None:
+            raise ConfigError(f"{where}: symlink templates/{entry.path} -> {entry.link} does "
+                              "not name a file inside templates/")
+        try:
+            texts[entry.path] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{where}: templates/{entry.path} is not UTF-8 text") from None
+    return texts
+
+
+def read_file(root, path, commit, where):
+    """The bytes of the file `path` (relative to the project) at `commit`."""
+    top, prefix = _locate(root)
+    rel = f"{prefix}{tree_path(path)}"
+    code, data, _ = _git(top, "archive", "--format=tar", commit, "--", rel)
+    entries = _entries(data) if not code else []
+    if len(entries) != 1 or entries[0].link is not None:
+        raise ConfigError(f"{where}: {path!r} is not a file in commit {commit[:12]} "
+                          "(committed? a symlink is not followed)")
+    return entries[0].data
 
 
 def _entries(data):
@@ -96,14 +142,18 @@ def check(entries, source, where):
                 "holds. Replace it with the file, or link inside the source")
 
 
-def resolve(path, links, hops=0):
+def resolve(path, links, budget=None):
     """Where `path`'s symlink leads inside the tree, as a relative path; None when it leaves.
 
     Follows the tree's own links component by component, as the kernel would, so
-    `a -> .` then `b -> a/../../x` cannot climb out through a link to a directory.
+    `a -> .` then `b -> a/../../x` cannot climb out through a link to a directory. At
+    most MAX_HOPS links are followed in all (the kernel's ELOOP), so a chain of links
+    that doubles at each step costs as much as a short one, then is refused.
     """
+    budget = budget if budget is not None else [MAX_HOPS]
+    budget[0] -= 1
     target = links[path]
-    if target.startswith("/") or hops > MAX_HOPS:
+    if target.startswith("/") or budget[0] < 0:
         return None
     parts = [p for p in posixpath.dirname(path).split("/") if p]
     for name in target.split("/"):
@@ -117,7 +167,7 @@ def resolve(path, links, hops=0):
         parts.append(name)
         here = "/".join(parts)
         if here in links:
-            inner = resolve(here, links, hops + 1)
+            inner = resolve(here, links, budget)
             if inner is None:
                 return None
             parts = [p for p in inner.split("/") if p]

@@ -7,7 +7,7 @@ import pytest
 
 from deploy.artifact import build_source
 from deploy.errors import ConfigError
-from deploy.sourcetree import read_commit, resolve, tree_path
+from deploy.sourcetree import read_commit, read_file, read_templates, resolve, tree_path
 from tests.helpers import git
 
 WHERE = "fabric.yaml: services.app.source"
@@ -157,3 +157,49 @@ def test_a_project_in_a_subdirectory_of_the_repository(repo):
     commit = repo()
     assert members(build_source(repo.root / "svc", "app", commit)) == {
         "m.py": ("file", 0o644, b"m\n")}
+
+
+def test_a_doubling_chain_of_links_is_refused_quickly(repo):
+    """l_k -> l_(k-1)/l_(k-1): 2^k hops to resolve; at most 40 are followed, as the kernel."""
+    os.symlink(".", repo.root / "app" / "l0")
+    for k in range(1, 40):
+        os.symlink(f"l{k - 1}/l{k - 1}", repo.root / "app" / f"l{k}")
+    with pytest.raises(ConfigError, match="symlink app/l10 -> l9/l9 points outside"):
+        build_source(repo.root, "app", repo(), WHERE)
+
+
+def test_templates_and_requirements_are_read_from_the_commit(repo):
+    """Not the working tree: edits, ignored and untracked templates are not rendered."""
+    templates = repo.root / "templates"
+    (templates / "sub").mkdir(parents=True)
+    (templates / "a.j2").write_text("committed {{ x }}\n")
+    os.symlink("../a.j2", templates / "sub" / "alias.j2")
+    (repo.root / "req.txt").write_text("tornado\n")
+    commit = repo()
+    (templates / "a.j2").write_text("edited\n")
+    (templates / "new.j2").write_text("untracked\n")
+    (repo.root / "req.txt").write_text("edited\n")
+    assert read_templates(repo.root, commit) == {"a.j2": "committed {{ x }}\n",
+                                                 "sub/alias.j2": "committed {{ x }}\n"}
+    assert read_file(repo.root, "req.txt", commit, WHERE) == b"tornado\n"
+    with pytest.raises(ConfigError, match=r"'nope.txt' is not a file in commit"):
+        read_file(repo.root, "nope.txt", commit, WHERE)
+
+
+@pytest.mark.parametrize("target", ["/root/.ssh/id_ed25519", "../app/run.sh", "missing.j2"])
+def test_a_template_link_out_of_templates_is_refused(repo, target):
+    """A committed link to the deployer's key never renders into a host's file."""
+    (repo.root / "templates").mkdir()
+    os.symlink(target, repo.root / "templates" / "key.j2")
+    with pytest.raises(ConfigError) as err:
+        read_templates(repo.root, repo())
+    assert str(err.value) == (f"templates: symlink templates/key.j2 -> {target} does not "
+                              "name a file inside templates/")
+
+
+def test_no_templates_directory_and_links_for_requirements(repo):
+    """A project without templates/ has none; a requirements file that is a link is refused."""
+    assert read_templates(repo.root, repo()) == {}
+    os.symlink("app/run.sh", repo.root / "req.txt")
+    with pytest.raises(ConfigError, match="a symlink is not followed"):
+        read_file(repo.root, "req.txt", repo(), WHERE)
