@@ -53,9 +53,10 @@ def _locate(root):
     return (found.decode().split("\n") + [""])[:2]
 
 
-def _tree(root, path, commit, where, shown, missing_ok=False):
+def _tree(root, path, commit, where, missing_ok=False):
     """[Entry] of the directory `path` (relative to the project) at `commit`."""
     top, prefix = _locate(root)
+    shown = path or "."
     treeish = f"{commit}:{prefix}{path}"
     code, kind, _ = _git(root, "cat-file", "-t", treeish)
     if code or kind.strip() != b"tree":
@@ -75,7 +76,7 @@ def read_commit(root, source, commit, where):
         path = tree_path(source)
     except ValueError as exc:
         raise ConfigError(f"{where}: expected {exc}, got {source!r}") from exc
-    entries = _tree(root, path, commit, where, source)
+    entries = _tree(root, path, commit, where)
     check(entries, source, where)
     return entries
 
@@ -86,7 +87,7 @@ def read_templates(root, commit, where="templates"):
     A symlink is read as the file it names inside templates/; one that leaves it, or
     names no file, is refused: a link to the deployer's key must not render into hosts.
     """
-    entries = _tree(root, "templates", commit, where, "templates", missing_ok=True)
+    entries = _tree(root, "templates", commit, where, missing_ok=True)
     links = {e.path: e.link for e in entries if e.link is not None}
     files = {e.path: e.data for e in entries if e.link is None}
     texts = {}

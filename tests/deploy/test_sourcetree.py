@@ -199,7 +199,7 @@ def test_a_template_link_out_of_templates_is_refused(repo, target):
 
 def test_no_templates_directory_and_links_for_requirements(repo):
     """A project without templates/ has none; a requirements file that is a link is refused."""
-    assert read_templates(repo.root, repo()) == {}
+    assert not read_templates(repo.root, repo())
     os.symlink("app/run.sh", repo.root / "req.txt")
     with pytest.raises(ConfigError, match="a symlink is not followed"):
         read_file(repo.root, "req.txt", repo(), WHERE)
