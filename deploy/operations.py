@@ -1,5 +1,11 @@
-"""`fab service rollback`, `status` and `history`: the same layout, read or switched back."""
+"""`fab service rollback`, `status` and `history`: the same layout, read or switched back.
+
+None of them needs a secret, but a host may print one (a failing health check that echoes
+its configuration): the service's `secret_env` values that are exported are masked in
+everything they print.
+"""
 import json
+import os
 import posixpath
 import shlex
 
@@ -13,8 +19,19 @@ from .planner import owner_record, probe_batch, reload_step, restart_steps
 from .printer import plan_lines, prefixed, summary_table
 from .reader import count_option
 from .render import environment
+from .secrets import mask, secrets_set
 from .session import connected, give_back_locks, lock_and_probe
 from .steps import Batch, HostPlan, Run
+
+
+def known_secrets(project, service, environ=None):
+    """The service's secrets that are set in the environment (a missing one is fine)."""
+    return secrets_set(service.secret_env, os.environ if environ is None else environ,
+                       f"{project.source}: services.{service.name}.secret_env")
+
+
+def _masked(rows, secrets):
+    return [tuple(mask(str(cell), secrets) for cell in row) for row in rows]
 
 
 def _hosts(project, target):
@@ -79,7 +96,12 @@ def rollback(project, target, options, out=print):
     hosts = _hosts(project, target)
     if options.get("dry"):
         return rollback_dry_run(target.service, hosts, options, owner, out)
-    with connected(project, [host for host, _, _ in hosts], out) as conns:
+    secrets = known_secrets(project, target.service)
+
+    def say(line):  # every line, the summary's errors too
+        out(mask(line, secrets))
+
+    with connected(project, [host for host, _, _ in hosts], say) as conns:
         facts = lock_and_probe([(layout, conn, ("-", "-")) for (_, layout, _), conn
                                 in zip(hosts, conns)], owner, options.get("break_lock"))
         try:
@@ -92,12 +114,15 @@ def rollback(project, target, options, out=print):
         results = run_plans([(conn, rollback_plan(target.service, where, goal, fact.current,
                                                   owner), goal)
                              for conn, where, goal, fact in zip(conns, hosts, goals, facts)],
-                            {}, out, done="rolled back")
-    return report(results, [host.address for host, _, _ in hosts], out, done="rolled back")
+                            {}, say, secrets, done="rolled back")
+    return report(results, [host.address for host, _, _ in hosts], say, done="rolled back")
 
 
-def _read_all(project, target, command_for):
-    """Run a read-only command on every host: [(host, ok, output or the reason it failed)]."""
+def _read_all(project, target, command_for, secrets):
+    """Run a read-only command on every host: [(host, ok, output or the reason it failed)].
+
+    A reason is masked (it is cut short after this).
+    """
     hosts = _hosts(project, target)
     with connected(project, [host for host, _, _ in hosts]) as conns:
         results = each(lambda pair: pair[1].run(shlex.join(command_for(*pair[0][1:]))),
@@ -106,7 +131,7 @@ def _read_all(project, target, command_for):
     for (host, _, _), (_, result, error) in zip(hosts, results):
         if error or result[0]:
             reason = str(error) if error else (result[1].strip().splitlines() or ["?"])[-1]
-            rows.append((host, False, reason))
+            rows.append((host, False, mask(reason, secrets)))
         else:
             rows.append((host, True, result[1]))
     return rows
@@ -126,15 +151,16 @@ def status(project, target, options, out=print):
     """Per host: current release, commit, health, lock holder; exit 1 unless all healthy."""
     if options.get("dry"):
         return _dry_read(project, target, status_cmd.command, out)
-    rows = []
-    for host, ok, text in _read_all(project, target, status_cmd.command):
+    secrets, rows = known_secrets(project, target.service), []
+    for host, ok, text in _read_all(project, target, status_cmd.command, secrets):
         if not ok:
             rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))
             continue
         info = status_cmd.parse(text)
         rows.append((host.address, info["release"], info["commit"], info["health"],
                      info["lock"]))
-    out(summary_table(rows, ("host", "current release", "commit", "health", "lock")))
+    out(summary_table(_masked(rows, secrets),
+                      ("host", "current release", "commit", "health", "lock")))
     return 0 if all(row[3] == "ok" for row in rows) else 1
 
 
@@ -144,9 +170,10 @@ def history(project, target, options, out=print):
     if options.get("dry"):
         return _dry_read(project, target, lambda layout, url: status_cmd.history(layout, limit),
                          out)
-    rows, failed = [], False
+    secrets, rows, failed = known_secrets(project, target.service), [], False
     for host, ok, text in _read_all(project, target,
-                                    lambda layout, url: status_cmd.history(layout, limit)):
+                                    lambda layout, url: status_cmd.history(layout, limit),
+                                    secrets):
         if not ok:
             failed = True
             rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))
@@ -157,7 +184,8 @@ def history(project, target, options, out=print):
                          f"{entry.get('origin', '?')}"
                          + (" (gates skipped)" if entry.get("skip_gates") else "")))
     if rows:
-        out(summary_table(rows, ("host", "finished", "release", "status", "by")))
+        out(summary_table(_masked(rows, secrets),
+                          ("host", "finished", "release", "status", "by")))
     else:
         out("no deploys recorded yet")
     return 1 if failed else 0

@@ -83,3 +83,13 @@ def holds_secret(text, secrets):
     """True when a secret value (or a common transform of it) occurs in text."""
     pattern = _pattern(secrets)
     return bool(pattern and pattern.search(text))
+
+
+def secrets_set(names, environ, where):
+    """Secret objects for the variables that are set (and not empty); the others are skipped.
+
+    For the commands that need no secret but may print one a host echoes (rollback,
+    status, history): what the deployer exported is masked. A value that is not UTF-8
+    text is a ConfigError naming the variable, as in read_secrets.
+    """
+    return read_secrets(tuple(name for name in names if environ.get(name)), environ, where)

@@ -5,7 +5,8 @@ import urllib.parse
 import pytest
 
 from deploy.errors import ConfigError
-from deploy.secrets import MASK, Secret, holds_secret, mask, read_secrets, variants
+from deploy.secrets import (MASK, Secret, holds_secret, mask, read_secrets, secrets_set,
+                            variants)
 
 TOKEN = Secret("TOKEN", "s3cr3t/Value+x")
 
@@ -60,3 +61,23 @@ def test_a_secret_that_is_not_utf8_is_a_config_error():
         read_secrets(("TOKEN",), environ, "fabric.yaml: services.app.secret_env")
     assert str(err.value) == ("fabric.yaml: services.app.secret_env: environment variable "
                               "TOKEN is not valid UTF-8 text")
+
+
+def test_secrets_set_reads_the_exported_ones_and_skips_the_rest():
+    """For rollback/status/history: missing or empty is fine, set ones are masked."""
+    environ = {"A": "alpha-value", "B": "", "D": "delta-value"}
+    assert secrets_set(("A", "B", "C", "D"), environ, "x") == (
+        Secret("A", "alpha-value"), Secret("D", "delta-value"))
+    assert not secrets_set(("B", "C"), environ, "x")
+    assert not secrets_set((), {}, "x")
+    assert mask("alpha-value delta-value", secrets_set(("A", "D"), environ, "x")) == (
+        f"{MASK} {MASK}")
+
+
+def test_secrets_set_refuses_a_value_that_is_not_utf8():
+    """As read_secrets: a set value that is not UTF-8 text is a ConfigError naming it."""
+    with pytest.raises(ConfigError) as caught:
+        secrets_set(("A", "BAD"), {"A": "fine-value", "BAD": "x\udcff"},
+                    "fabric.yaml: services.hello.secret_env")
+    assert str(caught.value) == ("fabric.yaml: services.hello.secret_env: environment "
+                                 "variable BAD is not valid UTF-8 text")
