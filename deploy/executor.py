@@ -4,9 +4,12 @@ Each Batch becomes one remote `sh -c` script (one round trip). Its uploads trave
 stdin as one tar stream unpacked with `tar -x -p` where the first upload stands, so file
 modes (0600 for secrets) are set as the files are created.
 
-The script marks each step's end with a line carrying a random nonce of this round trip
-(`fabship-<nonce>-done N`, `fabship-<nonce>-failed N CODE`): program output cannot forge
-progress or a failure, and a line without the nonce is plain output.
+The script marks each step's end with a line (`fabship-<nonce>-done N`,
+`fabship-<nonce>-failed N CODE`) on a stream of its own: its stdout, which no step can
+write to (every step's stdout goes to stderr, with the script's own output, and the
+marks' descriptor is closed for it). The controller reads the two streams apart, so
+program output (a health body, a program that read the nonce from `ps`) is only output,
+never progress or a failure. The nonce of the round trip is a second check.
 """
 import io
 import os
@@ -32,7 +35,10 @@ def new_nonce():
 
 @dataclass(frozen=True)
 class Marks:
-    """The progress marks of one round trip, and their pure parsers."""
+    """The progress marks of one round trip, and their pure parsers.
+
+    A mark is a whole line of the marks stream; anything else there is plain output.
+    """
 
     nonce: str
 
@@ -41,29 +47,30 @@ class Marks:
         """What every mark line starts with."""
         return f"fabship-{self.nonce}-"
 
-    def _pattern(self):
-        return re.compile(re.escape(self.prefix) + r"(done|failed)((?: [0-9]+)+)\n?")
+    def _match(self, line):
+        return re.fullmatch(re.escape(self.prefix) + r"(done|failed)((?: [0-9]+)+)", line)
 
     def done(self, line):
-        """The step index an output line marks as done (the mark ends the line), or None."""
-        found = re.search(re.escape(self.prefix) + r"done ([0-9]+)$", line)
-        return int(found.group(1)) if found else None
+        """The step index a whole line marks as done, or None."""
+        found = self._match(line)
+        if not found or found.group(1) != "done" or len(found.group(2).split()) != 1:
+            return None
+        return int(found.group(2))
 
-    def failures(self, output, count):
-        """[(index, exit code)] of the failed marks in `output`, for steps 0..count-1."""
+    def failures(self, marks, count):
+        """[(index, exit code)] of the failed mark lines in `marks`, for steps 0..count-1."""
         found = []
-        for kind, numbers in self._pattern().findall(output):
-            parts = [int(number) for number in numbers.split()]
-            if kind == "failed" and len(parts) == 2 and parts[0] < count:
+        for line in marks.splitlines():
+            mark = self._match(line)
+            parts = [int(number) for number in mark.group(2).split()] if mark else []
+            if mark and mark.group(1) == "failed" and len(parts) == 2 and parts[0] < count:
                 found.append((parts[0], parts[1]))
         return found
 
-    def strip(self, output):
-        """The output without the marks (a mark glued to output keeps its line break)."""
-        def cut(match):
-            start = match.start()
-            return "" if start == 0 or output[start - 1] == "\n" else "\n"
-        return self._pattern().sub(cut, output)
+    def other(self, marks):
+        """The lines of the marks stream that are no marks (none from fabship's script)."""
+        return "".join(line for line in marks.splitlines(keepends=True)
+                       if not self._match(line.rstrip("\n")))
 
 
 @dataclass(frozen=True)
@@ -97,18 +104,21 @@ def upload_tar(uploads, blobs):
 def batch_script(batch, nonce, keep_going=False):
     """The sh script of one batch; uploads unpack where the first one stands.
 
-    After each step it prints a `fabship-<nonce>-done N` mark (printf is a builtin), so
-    the controller can show progress live and knows where a failure happened. A failed
-    step prints `fabship-<nonce>-failed N CODE` and ends the script (exit 3), or, with
-    keep_going, the script goes on and exits 3 at its end.
+    Its stdout carries the marks only: `exec 3>&1 1>&2` keeps stdout as fd 3 and sends
+    everything else to stderr; each step runs with fd 3 closed. After each step it prints
+    a `fabship-<nonce>-done N` mark (printf is a builtin), so the controller can show
+    progress live and knows where a failure happened. A failed step prints
+    `fabship-<nonce>-failed N CODE` and ends the script (exit 3), or, with keep_going,
+    the script goes on and exits 3 at its end.
     """
     marks = Marks(nonce).prefix
     uploads = [i for i, step in enumerate(batch.steps) if isinstance(step, Upload)]
-    lines = [f"umask 022\nfailed=0\nfail() {{ printf '{marks}failed %s %s\\n' \"$1\" \"$2\"; "
+    lines = ["exec 3>&1 1>&2\numask 022\nfailed=0\n"
+             f"fail() {{ printf '{marks}failed %s %s\\n' \"$1\" \"$2\" >&3; "
              + ("failed=3; }" if keep_going else "exit 3; }")]
 
     def step(command, index, done):
-        lines.append(f"if {command}; then printf '{marks}done %s\\n' {done}; "
+        lines.append(f"if {command} 3>&-; then printf '{marks}done %s\\n' {done} >&3; "
                      f"else fail {index} $?; fi")
     for index, item in enumerate(batch.steps):
         if isinstance(item, Upload) and index == uploads[0]:
@@ -120,7 +130,12 @@ def batch_script(batch, nonce, keep_going=False):
 
 
 def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
-    """Send one batch; on_done(index) as each step completes; attribute a failure."""
+    """Send one batch; on_done(index) as each step completes; attribute a failure.
+
+    The transport's `run_streams` keeps the marks (stdout) apart from the output
+    (stderr). A transport with only `run` (combined output: a test double running the
+    local sh) gives its stdout first; marks are then whole lines of it.
+    """
     uploads = [step for step in batch.steps if isinstance(step, Upload)]
     stdin = upload_tar(uploads, blobs) if uploads else None
     marks = Marks(new_nonce())
@@ -129,19 +144,23 @@ def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
         index = marks.done(line)
         if on_done and index is not None and index < len(batch.steps):
             on_done(index)
-    code, output = transport.run(
-        shlex.join(["sh", "-c", batch_script(batch, marks.nonce, keep_going)]), stdin=stdin,
-        on_line=on_line)
-    return _result(batch, marks, code, output)
+    command = shlex.join(["sh", "-c", batch_script(batch, marks.nonce, keep_going)])
+    streams = getattr(transport, "run_streams", None)
+    if streams:
+        code, marked, output = streams(command, stdin=stdin, on_line=on_line)
+    else:
+        code, marked = transport.run(command, stdin=stdin, on_line=on_line)
+        output = ""
+    return _result(batch, marks, code, marked, output)
 
 
-def _result(batch, marks, code, output):
-    """The BatchResult of a round trip's exit code and output."""
-    clean = marks.strip(output).strip()
+def _result(batch, marks, code, marked, output):
+    """The BatchResult of a round trip's exit code, marks stream and output."""
+    clean = (marks.other(marked) + output).strip()
     if code == 0:
         return BatchResult(True, clean)
     failures = tuple((index, batch.steps[index].label, exit_code)
-                     for index, exit_code in marks.failures(output, len(batch.steps)))
+                     for index, exit_code in marks.failures(marked, len(batch.steps)))
     if not failures:  # no mark at all: the shell was killed, or the tar stream failed
         return BatchResult(False, clean, len(batch.steps), batch.label, code)
     index, label, exit_code = failures[0]

@@ -9,30 +9,56 @@ import threading
 import time
 
 
-def exchange(transport, command, stdin, on_line, watch):
-    """One command on a new channel: (exit code, output)."""
+def exchange(transport, command, stdin, on_line, watch,  # pylint: disable=R0913,R0917
+             split=False):
+    """One command on a new channel: (exit code, output), or with `split` (exit code,
+    stdout, stderr) read as two streams (on_line then sees stdout's lines only)."""
     channel = transport.open_session()
     try:
-        channel.set_combine_stderr(True)
+        channel.set_combine_stderr(not split)
         channel.exec_command(command)
         sender = threading.Thread(target=_send, args=(channel, stdin), daemon=True)
         sender.start()
-        output, pending = [], b""
-        while True:
-            data = channel.recv(65536)
-            if not data:
-                break
-            watch.heard = time.monotonic()
-            output.append(data)
-            if on_line:
-                *lines, pending = (pending + data).split(b"\n")
-                for line in lines:
-                    on_line(line.decode("utf-8", "replace"))
+        errors = []
+        reader = threading.Thread(target=_read_quietly,
+                                  args=(channel.recv_stderr, errors, watch),
+                                  daemon=True)
+        if split:
+            reader.start()
+        output = _read(channel.recv, [], watch, on_line)
         sender.join()
+        if split:
+            reader.join()
         code = channel.recv_exit_status()
     finally:
         channel.close()
-    return code, b"".join(output).decode("utf-8", "replace")
+    if split:
+        return code, output, b"".join(errors).decode("utf-8", "replace")
+    return code, output
+
+
+def _read(recv, chunks, watch, on_line=None):
+    """Read one stream to its end into `chunks`; its text. on_line sees each line."""
+    pending = b""
+    while True:
+        data = recv(65536)
+        if not data:
+            break
+        watch.heard = time.monotonic()
+        chunks.append(data)
+        if on_line:
+            *lines, pending = (pending + data).split(b"\n")
+            for line in lines:
+                on_line(line.decode("utf-8", "replace"))
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _read_quietly(recv, chunks, watch):
+    """The stderr reader's thread: a closed channel ends it (the stdout reader says why)."""
+    try:
+        _read(recv, chunks, watch)
+    except (OSError, EOFError):
+        pass
 
 
 def _send(channel, data):

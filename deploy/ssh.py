@@ -1,14 +1,14 @@
 """The SSH transport: the only module that imports Fabric (and paramiko).
 
 One connection per host, reused for every round trip. Host keys are checked against
-~/.ssh/known_hosts and the project's known_hosts file (read by knownhosts.KnownHosts:
-`@revoked` keys are refused); Fabric's default of silently adding unknown keys is
-replaced by `strict` (refuse) or `accept-new` (pin new keys in the project file, refuse
-changed ones). An EC2 instance is checked against the keys pinned for its instance id
-only (its address may be recycled): an instance with no pin yet is pinned at this first
-contact, one with pins is checked strictly. Jump hosts (ProxyJump, `gateway`) get the
-same checks and the same connect timeout; behind a ProxyCommand the host's key is
-checked as usual, and what the command itself trusts is its own business.
+/etc/ssh/ssh_known_hosts, ~/.ssh/known_hosts and the project's known_hosts file (read by
+knownhosts.KnownHosts: `@revoked` keys are refused); Fabric's default of silently adding
+unknown keys is replaced by `strict` (refuse) or `accept-new` (pin new keys in the project
+file, refuse changed ones). An EC2 instance is checked against the keys pinned for its
+instance id only (its address may be recycled): an instance with no pin yet is pinned at
+this first contact, one with pins is checked strictly. Jump hosts (ProxyJump, `gateway`)
+get the same checks and the same connect timeout; behind a ProxyCommand the host's key
+is checked as usual, and what the command itself trusts is its own business.
 
 Every round trip has a deadline (`ssh.command_timeout`), and a host that stops answering
 SSH keepalives (`ssh.keepalive`) while a command is silent is given up before it: the
@@ -201,20 +201,31 @@ class SshHost:
         `on_line` sees each output line as it arrives (for live progress). DeployError
         when the host does not answer in time: it is then given up (later calls fail).
         """
+        return self._round_trip(command, stdin, on_line, False)
+
+    def run_streams(self, command, stdin=None, on_line=None):
+        """As `run`, with stdout and stderr kept apart: (exit code, stdout, stderr).
+
+        `on_line` sees stdout's lines only: the executor's progress marks travel there,
+        where no step's output can reach (see executor.batch_script).
+        """
+        return self._round_trip(command, stdin, on_line, True)
+
+    def _round_trip(self, command, stdin, on_line, split):
         if self.broken:
             raise DeployError(self.broken)
         self.trips += 1
         transport = self.conn.client.get_transport()
         watch = Watch(transport, self.settings.command_timeout, self.settings.keepalive)
         try:
-            code, output = exchange(transport, command, stdin, on_line, watch)
+            result = exchange(transport, command, stdin, on_line, watch, split)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise self._give_up(watch.finish() or f"the connection failed: {exc}") from exc
         finally:
             reason = watch.finish()  # also when on_line raised
         if reason or not transport.is_active():
             raise self._give_up(reason or "the connection was lost")
-        return code, output
+        return result
 
     def _give_up(self, reason):
         self.broken = f"{self.address}: {reason}; gave up on this host"

@@ -4,6 +4,7 @@ A round trip's script marks each step with a random nonce of that round trip, so
 that looks like a mark (a health body, a program's output) is only output; the finish
 runs every step even after one fails, so the lock is always given back.
 """
+import shlex
 import subprocess
 
 from deploy.executor import BatchResult, HostExecutor, Marks, batch_script, new_nonce, \
@@ -22,16 +23,15 @@ class LocalShell:  # pylint: disable=too-few-public-methods
     def __init__(self):
         self.trips = 0
 
-    def run(self, command, stdin=None, on_line=None):
-        """(exit code, combined output); on_line sees every line, as the SSH transport's."""
+    def run_streams(self, command, stdin=None, on_line=None):
+        """(exit code, stdout, stderr); on_line sees stdout's lines, as the SSH transport's."""
         self.trips += 1
         proc = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True,
                               check=False)
-        output = (proc.stdout + proc.stderr).decode()
-        for line in output.splitlines():
+        for line in proc.stdout.decode().splitlines():
             if on_line:
                 on_line(line)
-        return proc.returncode, output
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
 
 
 def say(*lines):
@@ -40,20 +40,23 @@ def say(*lines):
 
 
 def test_marks_carry_a_fresh_nonce_and_parse_only_their_own():
-    """Only lines with this round trip's nonce are marks; the parsers never raise."""
+    """Only whole lines with this round trip's nonce are marks; the parsers never raise."""
     assert new_nonce() != new_nonce() and len(new_nonce()) == 16
     marks = Marks("abc123")
     assert marks.prefix == "fabship-abc123-"
     assert marks.done("fabship-abc123-done 7") == 7
-    assert marks.done("output fabship-abc123-done 2") == 2  # glued to unterminated output
     for line in (*FORGED, "fabship-abc123-done x", "fabship-abc123-done 1 x",
-                 "fabship-abc1234-done 1", ""):
+                 "fabship-abc1234-done 1", "", "output fabship-abc123-done 2",
+                 " fabship-abc123-done 2", "fabship-abc123-done 2 ", "fabship-abc123-done 1 2",
+                 "fabship-abc123-failed 1 2"):
         assert marks.done(line) is None, line
     output = ("fabship-step-failed 0 0\nfabship-abc123-failed 9 1\nfabship-abc123-failed 1\n"
-              "fabship-abc123-failed 2 5\nfabship-abc123-done 3\nxfabship-abc123-failed 0 7\n")
-    assert marks.failures(output, 3) == [(2, 5), (0, 7)]  # 9 is no step of 3; "1" no code
-    assert marks.strip("a\nfabship-abc123-done 0\nfabship-step-done x\nbfabship-abc123-done 1"
-                       "\nc") == "a\nfabship-step-done x\nb\nc"
+              "fabship-abc123-failed 2 5\nfabship-abc123-done 3\nxfabship-abc123-failed 0 7\n"
+              " fabship-abc123-failed 0 8\nfabship-abc123-failed 0 6 \n"
+              "fabship-abc123-failed 1 4")
+    assert marks.failures(output, 3) == [(2, 5), (1, 4)]  # 9 is no step of 3; "1" no code
+    assert marks.other("a\nfabship-abc123-done 0\nfabship-step-done x\nb") == (
+        "a\nfabship-step-done x\nb")
 
 
 def test_forged_marks_are_plain_output(tmp_path):
@@ -72,6 +75,47 @@ def test_forged_marks_are_plain_output(tmp_path):
         False, 1, "second", 4)
     assert result.output == "ok\nfabship-step-failed 0 0"
     assert result.failures == ((1, "second", 4),)
+
+
+# A step that reads this round trip's nonce as any local user can (the batch shell's
+# argv, in /proc/<pid>/cmdline), then prints correctly nonced marks on stdout and stderr.
+STEAL_NONCE = ('n=$(tr "\\0" "\\n" < /proc/$PPID/cmdline | grep -o "fabship-[0-9a-f]*-" | '
+               'head -n 1); test -n "$n" || exit 9; '
+               'printf "\\n%sfailed 0 0\\n%sdone 2\\n" "$n" "$n"; '
+               'printf "\\n%sfailed 0 0\\n%sdone 2\\n" "$n" "$n" >&2; ')
+
+
+def test_marks_forged_with_the_nonce_are_plain_output(tmp_path):
+    """Marks travel on a stream no step can write to: a step that stole the nonce and
+    prints a `failed 0 0` and a `done 2` mark (stdout and stderr) neither moves the
+    failure to step 0 (before the switch: no rollback) nor fakes progress."""
+    ran, done = tmp_path / "ran", []
+    batch = Batch("b", (Run(say("ok"), "switch"),
+                        Run(("sh", "-c", STEAL_NONCE + "exit 4"), "health check"),
+                        Run(("touch", str(ran)), "after")))
+    result = run_batch(LocalShell(), batch, {}, done.append)
+    assert (result.ok, result.failed_index, result.failed_step, result.code) == (
+        False, 1, "health check", 4)  # 4, not 9: the step did find the nonce
+    assert result.failures == ((1, "health check", 4),)
+    assert done == [0] and not ran.exists()
+    assert result.output.count("failed 0 0") == 2 and result.output.count("done 2") == 2
+    passing = Batch("b", (Run(say("ok"), "switch"),
+                          Run(("sh", "-c", STEAL_NONCE + "exit 0"), "health check"),
+                          Run(("sh", "-c", "exit 5"), "finish")))
+    done.clear()
+    result = run_batch(LocalShell(), passing, {}, done.append, keep_going=True)
+    assert (result.failed_index, result.code, result.failures) == (2, 5, ((2, "finish", 5),))
+    assert done == [0, 1]
+
+
+def test_steps_cannot_reach_the_marks_stream():
+    """Every step's stdout goes to stderr, and the marks' descriptor is closed for it."""
+    batch = Batch("b", (Run(("sh", "-c", "echo out; echo err >&2; echo three >&3 || "
+                             "echo closed"), "step"),))
+    code, marked, output = LocalShell().run_streams(
+        shlex.join(["sh", "-c", batch_script(batch, "n0nce")]))
+    assert (code, marked) == (0, "fabship-n0nce-done 0\n")
+    assert output.startswith("out\nerr\n") and output.endswith("closed\n")
 
 
 def test_a_lost_failure_mark_blames_the_batch():

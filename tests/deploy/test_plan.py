@@ -164,16 +164,19 @@ def test_batch_script_runs_in_order_and_unpacks_uploads_once():
     script = batch_script(batch, "n0nce")
     assert script.count("else fail") == 2 and "tar -x" not in script
     assert script.count("printf 'fabship-n0nce-done %s\\n'") == 2
+    assert script.startswith("exec 3>&1 1>&2\n") and script.count(" 3>&-; then ") == 2
     mixed = Batch("x", (Run(("mkdir", "-p", "/a b"), "mk"),
                         Upload("/a b/f", "f", mode=0o600, text="x", size=1),
                         Upload("/a b/g", "g", text="y", size=1),
                         Run(("mv", "/a b/f", "/a b/h"), "mv")))
     lines = batch_script(mixed, "n0nce").splitlines()
     assert lines[-4:] == [
-        "if mkdir -p '/a b'; then printf 'fabship-n0nce-done %s\\n' 0; else fail 0 $?; fi",
-        "if tar -x -p --no-same-owner -C / -f -; then printf 'fabship-n0nce-done %s\\n' 1 2; "
-        "else fail 1 $?; fi",
-        "if mv '/a b/f' '/a b/h'; then printf 'fabship-n0nce-done %s\\n' 3; else fail 3 $?; fi",
+        "if mkdir -p '/a b' 3>&-; then printf 'fabship-n0nce-done %s\\n' 0 >&3; "
+        "else fail 0 $?; fi",
+        "if tar -x -p --no-same-owner -C / -f - 3>&-; then "
+        "printf 'fabship-n0nce-done %s\\n' 1 2 >&3; else fail 1 $?; fi",
+        "if mv '/a b/f' '/a b/h' 3>&-; then printf 'fabship-n0nce-done %s\\n' 3 >&3; "
+        "else fail 3 $?; fi",
         "exit $failed"]
     data = upload_tar([s for s in mixed.steps if isinstance(s, Upload)], {})
     assert b"a b/f" in data
