@@ -87,7 +87,11 @@ def test_secret_file_written_0600_and_never_printed(secret_project):
         assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
         assert f"DB_PASSWORD={SECRET}" in secret_file.read_text()
         release = json.loads((root / "current" / "release.json").read_text())
-        assert release["secret_files"] == ["db.env"] and "db.env" not in release["templates"]
+        assert release["secret_files"] == [".fabship/env", "db.env"]
+        assert "db.env" not in release["templates"] and ".fabship/env" not in release["templates"]
+        env_file = root / "current" / ".fabship" / "env"
+        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+        assert json.loads(env_file.read_text()) == {"DB_PASSWORD": SECRET}
         assert SECRET not in (root / "deploys.jsonl").read_text()
         assert stat.S_IMODE((root / "current" / "hello.conf").stat().st_mode) == 0o644
 

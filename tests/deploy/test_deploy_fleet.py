@@ -27,7 +27,8 @@ def test_first_deploy_serves_on_every_host(build):
         assert saved["commit"] == head and saved["skip_gates"] is False
         assert saved["gates"] == {"unit": "passed"}
         assert set(saved["templates"]) == {"hello.conf", ".fabship/run", ".fabship/launch.py",
-                                           ".fabship/argv.json", ".fabship/supervisord.conf"}
+                                           ".fabship/argv.json", ".fabship/env",
+                                           ".fabship/supervisord.conf"}
         assert not (root / ".lock").exists()
     assert "build the venv from the shipped wheels" in out
     assert re.search(r"deployed on 3 host\(s\)", out)
