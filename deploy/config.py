@@ -257,7 +257,16 @@ def parse_ssh(raw, source):
         reader.fail("ssh.host_key_policy", "strict or accept-new", policy)
     return SshSettings(
         policy,
-        *(reader.text(raw.get(key, getattr(default, key)), f"ssh.{key}")
+        *(_pin_path(reader, raw.get(key, getattr(default, key)), f"ssh.{key}")
           for key in ("known_hosts", "instance_known_hosts")),
         *(reader.number(raw.get(key, getattr(default, key)), f"ssh.{key}", 1)
           for key in ("command_timeout", "keepalive")))
+
+
+def _pin_path(reader, value, path):
+    """A pin file's path: relative, inside the project (no `..`, `.` or empty parts)."""
+    reader.text(value, path)
+    if value.startswith("/") or any(part in ("", ".", "..") for part in value.split("/")):
+        reader.fail(path, "a relative path inside the project (no leading /, no `..`, `.` "
+                    "or empty parts)", value)
+    return value

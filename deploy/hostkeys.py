@@ -5,9 +5,12 @@ keys come from the console output, when cloud-init printed them there, or else f
 the first contact with that new instance. Every later connection checks them strictly.
 
 Pin files (these and the project's known_hosts) are written mode 0600; a directory fabship
-creates for them is mode 0700.
+creates for them is mode 0700. No link is followed: a pin file, or its directory (or one
+fabship would create it under), that is a symbolic link is a DeployError naming it (a
+committed link would make fabship write through it, anywhere the deployer can).
 """
 import base64
+import errno
 import fcntl
 import os
 import re
@@ -52,9 +55,43 @@ def _decodes(text):
         return False
 
 
+def _link(path):
+    return DeployError(f"{path}: is a symbolic link; fabship follows no link to its pin "
+                       "files (put the directory or file itself there)")
+
+
+def _open(path, flags, mode=0o600):
+    """os.open without following a link at `path`: a link is a DeployError naming it."""
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link(path) from None
+        raise
+
+
+def read_private(path):
+    """A pin file's bytes (b"" when missing), not through a link.
+
+    A link is a DeployError naming it; other failures are OSError.
+    """
+    try:
+        handle = _open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO does not hang us
+    except FileNotFoundError:
+        return b""
+    with os.fdopen(handle, "rb") as stream:
+        return stream.read()
+
+
 def private_dir(folder):
-    """Make the directory (and missing parents) mode 0700; an existing one is left as is."""
+    """Make the directory (and missing parents) mode 0700; an existing one is left as is.
+
+    A link there (or where a missing parent would go up to an existing one) is a
+    DeployError naming it.
+    """
     folder = Path(folder)
+    if folder.is_symlink():
+        raise _link(folder)
     if folder.is_dir():
         return
     private_dir(folder.parent)
@@ -73,7 +110,7 @@ def locked(path, what):
     try:
         with _LOCK:
             private_dir(path.parent)
-            handle = os.open(path.parent, os.O_RDONLY)
+            handle = _open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX)
                 yield
@@ -85,7 +122,7 @@ def locked(path, what):
 
 def append_private(path, text):
     """Add text to a file that ends mode 0600 (call it under `locked`)."""
-    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    handle = _open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     with os.fdopen(handle, "a", encoding="utf-8") as stream:
         os.fchmod(handle, 0o600)
         stream.write(text)
@@ -115,9 +152,7 @@ class InstancePins:
 
     def _lines(self):
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
+            text = read_private(self.path).decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise DeployError(f"cannot read the host key pins in {self.path}: "
                               f"{getattr(exc, 'strerror', None) or exc}") from exc

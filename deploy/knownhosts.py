@@ -1,4 +1,6 @@
-"""known_hosts files as OpenSSH reads them: the user's ~/.ssh/known_hosts and the project's.
+"""known_hosts files as OpenSSH reads them: the system's /etc/ssh/ssh_known_hosts, the
+user's ~/.ssh/known_hosts and the project's (ssh_config's UserKnownHostsFile and
+GlobalKnownHostsFile are not read).
 
 Parsed here line by line, so a line paramiko cannot read does not break every host:
 comments and blank lines are skipped, unreadable lines too (with a warning), `@revoked`
@@ -18,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DeployError
-from .hostkeys import append_private, locked
+from .hostkeys import append_private, locked, read_private
 
+SYSTEM_FILE = "/etc/ssh/ssh_known_hosts"  # OpenSSH's GlobalKnownHostsFile default
+USER_FILE = "~/.ssh/known_hosts"  # and its UserKnownHostsFile default
 HASHED = re.compile(r"^\|1\|([A-Za-z0-9+/]+={0,2})\|([A-Za-z0-9+/]+={0,2})$")
 
 
@@ -119,22 +123,26 @@ def host_matches(names, host):
 
 
 class KnownHosts:
-    """The keys of the user's ~/.ssh/known_hosts and the project's file, read once.
+    """The keys of the system's, the user's and the project's known_hosts files, read once.
 
-    `accept-new` pins new keys in the project's file (`path`).
+    Keys and `@revoked` lines count from all three; a missing file is no file. `accept-new`
+    pins new keys in the project's file (`path`).
     """
 
-    def __init__(self, path, user_file="~/.ssh/known_hosts"):
+    def __init__(self, path, user_file=USER_FILE, system_file=None):
         self.path = Path(path)
         self.keys, self.warnings = [], []
-        for source in (Path(os.path.expanduser(user_file)), self.path):
+        for source in (Path(system_file or SYSTEM_FILE), Path(os.path.expanduser(user_file)),
+                       self.path):
             keys, warnings = parse_known_hosts(self._read(source), source)
             self.keys += keys
             self.warnings += warnings
 
-    @staticmethod
-    def _read(path):
+    def _read(self, path):
+        """A file's text ("" when missing); the project's file is not read through a link."""
         try:
+            if path == self.path:
+                return read_private(path).decode("utf-8", errors="replace")
             return path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""

@@ -234,6 +234,11 @@ def test_services_block(raw, expected):
                                   "got 'yolo'"),
     ({"known_hosts": ""}, "ssh.known_hosts: expected a string, got ''"),
     ({"instance_known_hosts": 1}, "ssh.instance_known_hosts: expected a string, got 1"),
+    *((({key: value}, f"ssh.{key}: expected a relative path inside the project (no leading "
+                      f"/, no `..`, `.` or empty parts), got {value!r}")
+       for key in ("known_hosts", "instance_known_hosts")
+       for value in ("/etc/ssh/ssh_known_hosts", "../known_hosts", ".pins/../../x",
+                     "keys//known", ".pins/", "./known", "keys/./known", "..", "/"))),
 ])
 def test_ssh_values_name_the_key(raw, expected):
     """The top-level `ssh:` block's values."""
@@ -251,3 +256,6 @@ def test_ssh_defaults_and_given_values():
                        "instance_known_hosts": "keys/ec2"}, "f")
     assert (given.host_key_policy, given.known_hosts, given.instance_known_hosts) == (
         "accept-new", "keys/known", "keys/ec2")
+    fine = parse_ssh({"known_hosts": "a/b/.known..hosts", "instance_known_hosts": "..pins"},
+                     "f")  # dots inside a name are fine
+    assert (fine.known_hosts, fine.instance_known_hosts) == ("a/b/.known..hosts", "..pins")

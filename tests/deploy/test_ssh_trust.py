@@ -21,6 +21,7 @@ from fabric import Config
 
 from deploy.config import SshSettings, parse_ssh
 from deploy.errors import ConfigError, DeployError
+from deploy import knownhosts
 from deploy.hostkeys import InstancePins
 from deploy.hosts import parse_host
 from deploy.knownhosts import KnownHosts, host_matches, parse_known_hosts
@@ -191,6 +192,49 @@ def test_a_revoked_key_is_refused_even_when_listed_as_known(hosts, home, tmp_pat
 
 
 @pytest.mark.usefixtures("home")
+def test_the_system_known_hosts_counts_and_its_revoked_lines_too(hosts, tmp_path):
+    """/etc/ssh/ssh_known_hosts (here a file of the test's): its @revoked lines refuse the
+    key even when the project lists it, and accept-new does not pin it; its keys are
+    known; a missing one is no file."""
+    server = hosts.servers[0]
+    system = tmp_path / "ssh_known_hosts"
+    project_file = tmp_path / "pins" / "known_hosts"
+    project_file.parent.mkdir()
+    project_file.write_text(line_of(server))
+    system.write_text("@revoked " + line_of(server, "*"))
+
+    def opened(policy="strict"):
+        host = SshHost(parse_host(server.address, {}), config(hosts),
+                       KnownHosts(project_file, system_file=system), SshSettings(policy))
+        host.open()
+        host.close()
+        return host
+
+    with pytest.raises(DeployError, match="HOST KEY REVOKED: the host offered SHA256:"):
+        opened()
+    project_file.write_text("")
+    with pytest.raises(DeployError, match="HOST KEY REVOKED"):
+        opened("accept-new")
+    assert project_file.read_text() == ""  # not pinned
+    system.write_text(line_of(server))  # known system-wide: strict accepts it
+    assert opened().pinned is None and project_file.read_text() == ""
+    system.unlink()
+    with pytest.raises(DeployError, match="unknown host key"):
+        opened()
+
+
+def test_the_system_known_hosts_is_read_by_default(tmp_path, monkeypatch):
+    """The default system file is OpenSSH's; the constant is where it is read from."""
+    assert knownhosts.SYSTEM_FILE == "/etc/ssh/ssh_known_hosts"
+    system = tmp_path / "ssh_known_hosts"
+    system.write_text("@revoked web1 ssh-ed25519 " + ED25519 + "\n")
+    monkeypatch.setattr(knownhosts, "SYSTEM_FILE", str(system))
+    known = KnownHosts(tmp_path / "absent", user_file=tmp_path / "absent-too")
+    assert known.revoked("web1", "ssh-ed25519", ED25519)
+    assert not known.revoked("web2", "ssh-ed25519", ED25519)
+
+
+@pytest.mark.usefixtures("home")
 def test_a_revoked_key_among_other_known_keys_is_refused(hosts, tmp_path):
     """The host is known by another key too: offering the revoked one is still refused."""
     server = hosts.servers[0]
@@ -326,6 +370,48 @@ def test_accept_new_makes_an_existing_pin_file_private(hosts, tmp_path):
     connect(hosts, server, project_file, host_key_policy="accept-new").close()
     assert project_file.read_text() == line_of(other) + line_of(server)
     assert mode(project_file) == 0o600
+
+
+@pytest.mark.usefixtures("home")
+def test_pin_files_are_not_written_through_links(hosts, tmp_path):
+    """A committed `.pins/known_hosts` or `.pins` link: an error naming it; what it points
+    to keeps its content and mode, and no file appears next to it."""
+    server = hosts.servers[0]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    outside_mode = mode(outside)
+    target = outside / "authorized_keys"
+    target.write_text("precious\n")
+    os.chmod(target, 0o644)
+    pins = tmp_path / "project" / ".pins"
+    pins.mkdir(parents=True)
+    link = pins / "known_hosts"
+    known = KnownHosts(link)  # read before the link appears: accept-new will pin
+    link.symlink_to(target)
+    with pytest.raises(DeployError, match=f"^{link}: is a symbolic link; fabship follows no "
+                                          "link to its pin files"):
+        KnownHosts(link)
+    host = SshHost(parse_host(server.address, {}), config(hosts), known,
+                   SshSettings("accept-new"))
+    with pytest.raises(DeployError, match=f"^{link}: is a symbolic link"):
+        host.open()
+    with pytest.raises(DeployError, match=f"^{link}: is a symbolic link"):
+        InstancePins(link).pin("i-0123456789abcdef0", [("ssh-ed25519", ED25519)])
+    with pytest.raises(DeployError, match=f"^{link}: is a symbolic link"):
+        InstancePins(link).keys("i-0123456789abcdef0")
+    link.unlink()
+    pins.rmdir()
+    pins.symlink_to(outside)  # the directory itself
+    host = SshHost(parse_host(server.address, {}), config(hosts), KnownHosts(link),
+                   SshSettings("accept-new"))
+    with pytest.raises(DeployError, match=f"^{pins}: is a symbolic link"):
+        host.open()
+    with pytest.raises(DeployError, match=f"^{pins}: is a symbolic link"):
+        InstancePins(pins / "instance_known_hosts").pin("i-0123456789abcdef0",
+                                                        [("ssh-ed25519", ED25519)])
+    assert target.read_text() == "precious\n" and mode(target) == 0o644
+    assert [path.name for path in outside.iterdir()] == ["authorized_keys"]
+    assert mode(outside) == outside_mode  # not made 0700
 
 
 def test_instance_pins_are_private(tmp_path):
