@@ -1,6 +1,17 @@
 """What a host holds, as read by the probe (commands.lock.probe), parsed purely."""
 import json
+import re
 from dataclasses import dataclass
+
+# The form of a release id (deployment.new_release: `20260102T030405.678Z-abc1234`),
+# a little liberal in its tail. No other name is a release: not `..`, not a name with a
+# line break in it.
+RELEASE_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z-[0-9a-z]{1,40}")
+
+
+def is_release_id(name):
+    """Whether `name` has the form of a release id."""
+    return bool(RELEASE_ID.fullmatch(name))
 
 
 @dataclass(frozen=True)
@@ -29,17 +40,25 @@ UNKNOWN = Facts(known=False)
 
 
 def parse_facts(text):
-    """Facts from the probe's key=value lines."""
+    """Facts from the probe's key=value lines.
+
+    The first line of a key counts (a later one cannot override it), and only names of
+    the release-id form are releases (see commands.lock.PROBE, which skips the others).
+    """
     values = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
         if sep:
-            values[key.strip()] = value.strip()
-    current = values.get("current", "").rstrip("/").rsplit("/", 1)[-1] or None
+            values.setdefault(key.strip(), value.strip())
+    current = values.get("current", "").rstrip("/").rsplit("/", 1)[-1]
+
+    def ids(key):
+        return tuple(sorted(name for name in values.get(key, "").split()
+                            if is_release_id(name)))
     return Facts(
-        current=current,
-        releases=tuple(sorted(values.get("releases", "").split())),
-        served=tuple(sorted(values.get("served", "").split())),
+        current=current if is_release_id(current) else None,
+        releases=ids("releases"),
+        served=ids("served"),
         has_artifact=values.get("artifact") == "yes",
         has_venv=values.get("venv") == "yes",
         supervisor_conf=values.get("supervisor_conf") or None,

@@ -352,37 +352,41 @@ def test_release_removes_only_our_own_lock(tmp_path):
     assert run(lock.acquire(str(tmp_path), '{"who": "bob"}', False)).returncode == 0
 
 
+R1, R2, R3 = (f"2025010{day}T000000.000Z-abc123{day}" for day in (1, 2, 3))
+ARTIFACT = hashlib.sha256(b"x").hexdigest() + ".tar.gz"  # named by its bytes' digest
+
+
 def test_probe_prints_the_facts_the_planner_reads(tmp_path):
     """current, releases (no dot-entries), served ones, artifact, venv, running config."""
     layout = Layout(str(tmp_path))
-    releases(tmp_path, "r1", "r2", "r3", ".r4.tmp")
-    for name in ("r1", "r2"):
+    releases(tmp_path, R1, R2, R3, f".{R3}.tmp")
+    for name in (R1, R2):
         (tmp_path / "releases" / name / ".fabship").mkdir()
         (tmp_path / "releases" / name / ".fabship" / "served").touch()
-    conf = tmp_path / "releases" / "r2" / ".fabship" / "supervisord.conf"
+    conf = tmp_path / "releases" / R2 / ".fabship" / "supervisord.conf"
     conf.write_text("[supervisord]\n")
     (tmp_path / "artifacts").mkdir()
-    (tmp_path / "artifacts" / "abc.tar.gz").write_bytes(b"x")
+    (tmp_path / "artifacts" / ARTIFACT).write_bytes(b"x")
     (tmp_path / "venvs" / "k1").mkdir(parents=True)
     (tmp_path / "venvs" / "k1" / ".complete").touch()
     (tmp_path / "venvs" / "k2").mkdir()
-    assert run(release.switch(layout, layout.release("r2"))).returncode == 0
-    proc = run(lock.probe(str(tmp_path), "abc.tar.gz", "k1"))
+    assert run(release.switch(layout, layout.release(R2))).returncode == 0
+    proc = run(lock.probe(str(tmp_path), ARTIFACT, "k1"))
     digest = hashlib.sha256(b"[supervisord]\n").hexdigest()
     assert (proc.returncode, proc.stdout.splitlines()) == (0, [
-        f"current={tmp_path}/releases/r2", "releases=r1 r2 r3 ", "served=r1 r2 ",
-        "artifact=yes", "venv=yes", f"supervisor_conf={digest}"])
-    assert parse_facts(proc.stdout) == Facts(current="r2", releases=("r1", "r2", "r3"),
-                                             served=("r1", "r2"), has_artifact=True,
+        f"current={tmp_path}/releases/{R2}", f"releases={R1} {R2} {R3} ",
+        f"served={R1} {R2} ", "artifact=yes", "venv=yes", f"supervisor_conf={digest}"])
+    assert parse_facts(proc.stdout) == Facts(current=R2, releases=(R1, R2, R3),
+                                             served=(R1, R2), has_artifact=True,
                                              has_venv=True, supervisor_conf=digest)
     other = run(lock.probe(str(tmp_path), "def.tar.gz", "k2"))  # k2 is incomplete
-    assert parse_facts(other.stdout) == Facts(current="r2", releases=("r1", "r2", "r3"),
-                                              served=("r1", "r2"), supervisor_conf=digest)
+    assert parse_facts(other.stdout) == Facts(current=R2, releases=(R1, R2, R3),
+                                              served=(R1, R2), supervisor_conf=digest)
 
 
 def test_probe_of_an_empty_host(tmp_path):
     """Nothing deployed yet: empty facts, and the probe still succeeds."""
-    proc = run(lock.probe(str(tmp_path / "srv"), "abc.tar.gz", "k1"))
+    proc = run(lock.probe(str(tmp_path / "srv"), ARTIFACT, "k1"))
     assert (proc.returncode, proc.stdout) == (0, "current=\nreleases=\nserved=\n")
     assert parse_facts(proc.stdout) == Facts()
     assert not (tmp_path / "srv").exists()
@@ -390,10 +394,71 @@ def test_probe_of_an_empty_host(tmp_path):
 
 def test_probe_reads_a_tarball_it_did_not_write(tmp_path):
     """The artifact fact is a regular file's presence, not a directory of that name."""
-    (tmp_path / "artifacts" / "abc.tar.gz").mkdir(parents=True)
+    (tmp_path / "artifacts" / ARTIFACT).mkdir(parents=True)
     (tmp_path / "venvs" / "k1" / ".complete").mkdir(parents=True)
-    facts = parse_facts(run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout)
+    facts = parse_facts(run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout)
     assert not facts.has_artifact and not facts.has_venv
+
+
+def test_probe_trusts_a_cached_artifact_only_with_the_digest_it_is_named_by(tmp_path):
+    """A damaged or replaced artifacts/<digest>.tar.gz is not the artifact: it is uploaded
+    again (and `keep the artifact` replaces it); only bytes of that digest count."""
+    (tmp_path / "artifacts").mkdir()
+    cached = tmp_path / "artifacts" / ARTIFACT
+    for data in (b"y", b"", b"x\n", b"xx"):
+        cached.write_bytes(data)
+        text = run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout
+        assert "artifact=yes" not in text and not parse_facts(text).has_artifact, data
+    cached.write_bytes(b"x")
+    assert "artifact=yes" in run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout
+    for name in ("", "-", ARTIFACT[:-7], ARTIFACT + ".part"):  # not `<digest>.tar.gz`
+        (tmp_path / "artifacts" / (name or "x")).write_bytes(b"x")
+        assert "artifact=yes" not in run(lock.probe(str(tmp_path), name, "k1")).stdout
+
+
+def test_probe_reports_only_release_names_and_no_forged_fact(tmp_path):
+    """A directory name with a line break cannot print a fact of its own, and `current`
+    pointing at releases/.. (or any name that is no release id) is no release."""
+    layout = Layout(str(tmp_path))
+    releases(tmp_path, R1, R2)
+    for name in (R1, R2):
+        (tmp_path / "releases" / name / ".fabship").mkdir()
+        (tmp_path / "releases" / name / ".fabship" / "served").touch()
+    forged = ["x\nvenv=yes", f"{R3}\nartifact=yes", f"{R3}\nsupervisor_conf=x", "r1",
+              f"{R3}x\n", f"{R3[:-1]}X", R3 + "a" * 40, R3.replace("T", "t"),
+              f"{R3[:8]}T000000.00Z-abc", f"{R3[:-7]}", f" {R3}"]
+    for name in forged:
+        (tmp_path / "releases" / name / ".fabship").mkdir(parents=True)
+        (tmp_path / "releases" / name / ".fabship" / "served").touch()
+    assert run(release.switch(layout, layout.release(R2))).returncode == 0
+    proc = run(lock.probe(str(tmp_path), ARTIFACT, "k1"))
+    assert proc.returncode == 0 and proc.stdout.splitlines() == [
+        f"current={tmp_path}/releases/{R2}", f"releases={R1} {R2} ", f"served={R1} {R2} "]
+    assert parse_facts(proc.stdout) == Facts(current=R2, releases=(R1, R2), served=(R1, R2))
+    assert parse_facts(proc.stdout).previous == R1
+    for target in ("..", f"{R3}\nvenv=yes", "r1", f"{R3}x\n"):
+        (tmp_path / "current").unlink()
+        (tmp_path / "current").symlink_to(tmp_path / "releases" / target)
+        text = run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout
+        assert text.splitlines()[0] == "current=", target
+        facts = parse_facts(text)
+        assert (facts.current, facts.previous, facts.has_venv) == (None, None, False), target
+
+
+def test_parse_facts_keeps_the_first_value_and_only_release_ids():
+    """A later line cannot override an earlier key; names that are no release id (`..`,
+    `r1`, a path) are neither current, releases nor served."""
+    text = (f"current=/srv/a/releases/{R2}\nreleases={R1} .. r1 {R2} a/{R3}\n"
+            f"served={R1} ../x {R2}\ncurrent=/srv/a/releases/{R3}\nreleases={R3}\n"
+            "served=\nvenv=no\nvenv=yes\nartifact=\nartifact=yes\n"
+            "supervisor_conf=abc\nsupervisor_conf=def\n")
+    assert parse_facts(text) == Facts(current=R2, releases=(R1, R2), served=(R1, R2),
+                                      supervisor_conf="abc")
+    for current in ("/srv/a/releases/..", "/srv/a/releases/r1", "..", f"{R2}X",
+                    f"/srv/a/releases/{R2}\u00e9"):
+        facts = parse_facts(f"current={current}\nserved={R1}\n")
+        assert (facts.current, facts.previous) == (None, None), current
+    assert parse_facts(f"current=/srv/a/releases/{R2}/\nserved={R1}\n").previous == R1
 
 
 def test_append_history_keeps_nested_objects_whole(tmp_path):
@@ -626,25 +691,25 @@ def test_probe_reads_no_fact_through_a_link(tmp_path):
     """Linked releases, artifacts or venvs, a release entry that is a link, a `current`
     pointing out of the root: none of them is a fact the planner acts on."""
     outside = planted(tmp_path)
-    (outside / "r9" / ".fabship").mkdir(parents=True)
-    (outside / "r9" / ".fabship" / "served").touch()
-    (outside / "abc.tar.gz").write_bytes(b"x")
+    (outside / R3 / ".fabship").mkdir(parents=True)
+    (outside / R3 / ".fabship" / "served").touch()
+    (outside / ARTIFACT).write_bytes(b"x")
     (outside / "k1").mkdir()
     (outside / "k1" / ".complete").touch()
     for name in ("releases", "artifacts", "venvs"):
         (tmp_path / name).symlink_to(outside)
-    (tmp_path / "current").symlink_to(outside / "r9")
-    text = run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout
+    (tmp_path / "current").symlink_to(outside / R3)
+    text = run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout
     assert parse_facts(text) == Facts()
     for name in ("releases", "artifacts", "venvs"):
         (tmp_path / name).unlink()
         (tmp_path / name).mkdir()
-    (tmp_path / "releases" / "r9").symlink_to(outside / "r9")
-    (tmp_path / "artifacts" / "abc.tar.gz").symlink_to(outside / "abc.tar.gz")
+    (tmp_path / "releases" / R3).symlink_to(outside / R3)
+    (tmp_path / "artifacts" / ARTIFACT).symlink_to(outside / ARTIFACT)
     (tmp_path / "venvs" / "k1").symlink_to(outside / "k1")
     (tmp_path / "current").unlink()
-    (tmp_path / "current").symlink_to(tmp_path / "releases" / "r9")
-    assert parse_facts(run(lock.probe(str(tmp_path), "abc.tar.gz", "k1")).stdout) == Facts()
+    (tmp_path / "current").symlink_to(tmp_path / "releases" / R3)
+    assert parse_facts(run(lock.probe(str(tmp_path), ARTIFACT, "k1")).stdout) == Facts()
 
 
 def test_status_runs_and_reads_nothing_out_of_the_root(tmp_path):

@@ -67,8 +67,9 @@ def test_first_deploy_plan_uploads_everything():
 
 def test_steady_state_plan_skips_what_the_host_holds():
     target, (ctx, _) = contexts()
-    facts = parse_facts("current=/srv/hello/releases/r1\nreleases=r0 r1 \nartifact=yes\n"
-                        "venv=yes\n")
+    r0, r1 = "20250101T000000.000Z-aaaaaaa", "20250102T000000.000Z-bbbbbbb"
+    facts = parse_facts(f"current=/srv/hello/releases/{r1}\nreleases={r0} {r1} \n"
+                        "artifact=yes\nvenv=yes\n")
     plan = build_host_plan(target.service, ctx, facts, (SOURCE, None), RELEASE)
     prepare = labels(plan.batches[0])
     assert "upload release artifact dddddddddddd" not in prepare
@@ -76,17 +77,17 @@ def test_steady_state_plan_skips_what_the_host_holds():
     assert "build the venv from the shipped wheels (offline)" not in prepare
     assert "reload supervisord's config" in prepare  # the running config is unknown
     conf = next(f.text for f in ctx.files if f.dest == ".fabship/supervisord.conf")
-    same = parse_facts(f"current=/srv/hello/releases/r1\nreleases=r0 r1\nsupervisor_conf="
+    same = parse_facts(f"current=/srv/hello/releases/{r1}\nreleases={r0} {r1}\nsupervisor_conf="
                        f"{hashlib.sha256(conf.encode()).hexdigest()}\n")
     unchanged = build_host_plan(target.service, ctx, same, (SOURCE, None), RELEASE)
     assert "reload supervisord's config" not in labels(unchanged.batches[0])
     assert labels(plan.rollback[0]) == [
-        "switch current back to r1", "reload supervisord's config",
+        f"switch current back to {r1}", "reload supervisord's config",
         "restart through supervisord (started if not running)",
         "start supervisord at boot (crontab @reboot)",
-        "health check: http://127.0.0.1:8080/health names r1"]
+        f"health check: http://127.0.0.1:8080/health names {r1}"]
     prune = plan.on_success[0].steps[2]
-    assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, "r1")
+    assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, r1)
 
 
 def test_dry_run_plan_shows_conditions():
@@ -188,8 +189,9 @@ def test_batch_script_runs_in_order_and_unpacks_uploads_once():
 def test_facts_and_lock_owner_parsing():
     facts = parse_facts("current=\nreleases=\n")
     assert facts.current is None and facts.previous is None and not facts.has_artifact
-    facts = parse_facts("current=/r/releases/c\nreleases=a b c\nserved=a c \n")
-    assert facts.previous == "a"  # b never served: not a rollback target
+    a, b, c = (f"2025010{day}T000000.000Z-abc1234" for day in (1, 2, 3))
+    facts = parse_facts(f"current=/r/releases/{c}\nreleases={a} {b} {c}\nserved={a} {c} \n")
+    assert facts.previous == a  # b never served: not a rollback target
     owner = parse_lock_owner('locked-by={"who": "bob", "where": "ci", "pid": 7, '
                              '"since": "2026-01-01T00:00:00Z", "release": "r9"}\n')
     assert describe_owner(owner) == "bob@ci (pid 7) since 2026-01-01T00:00:00Z, deploying r9"

@@ -16,6 +16,7 @@ from tests.deploy.helpers import RELEASE, contexts
 
 SOURCE = Artifact("d" * 64, b"source-bytes")
 DEPS = Artifact("e" * 64, b"wheels")
+R0, R1 = "20250101T000000.000Z-aaaaaaa", "20250102T000000.000Z-bbbbbbb"  # r0, r1
 SCRIPTS = {"set -e" + getattr(module, name): name
            for module in (lock, release, supervisor) for name in dir(module)
            if name.isupper() and isinstance(getattr(module, name), str)}
@@ -27,7 +28,7 @@ TOKENS = {shlex.quote(owner_record(RELEASE)): "OWNER",
           "/srv/hello/releases/." + RELEASE.release_id + ".tmp": "STAGING",
           "/srv/hello/artifacts/" + SOURCE.name: "ARTIFACT",
           "/srv/hello/venvs/" + "k" * 16: "VENV", "/srv/hello/current/.fabship/": "CUR/",
-          RELEASE.release_id: "R", "/srv/hello/": "ROOT/"}
+          RELEASE.release_id: "R", R0: "r0", R1: "r1", "/srv/hello/": "ROOT/"}
 
 
 def short(text):
@@ -125,8 +126,8 @@ def test_first_deploy_plan_exactly():
 def test_steady_state_plan_exactly():
     """The host holds the artifact and venv: no uploads; a failure rolls back to current."""
     target, (ctx, _) = contexts()
-    facts = parse_facts("current=/srv/hello/releases/r1\nreleases=r0 r1\nartifact=yes\n"
-                        "venv=yes\n")
+    facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
+                        "artifact=yes\nvenv=yes\n")
     plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
     ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
     assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
@@ -177,7 +178,7 @@ def test_systemd_plans_exactly():
     assert batches(plan, "rollback") == [("stop the failed first release", [
         f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
         "remove current | rm -f ROOT/current"])]
-    steady = build_host_plan(target.service, ctx, parse_facts("current=/x/releases/r1\n"),
+    steady = build_host_plan(target.service, ctx, parse_facts(f"current=/x/releases/{R1}\n"),
                              (SOURCE, None), RELEASE)
     assert [line.split(" | ")[0] for line in batches(steady, "rollback")[0][1]] == [
         "switch current back to r1", f"install and enable {UNIT}, reload systemd",
