@@ -27,9 +27,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read(name):
-    """A JSON file of the release's .fabship/."""
-    with open(os.path.join(HERE, name), encoding="utf-8") as handle:
-        return json.load(handle)
+    """A JSON file of the release's .fabship/; one line naming it if it cannot be read."""
+    path = os.path.join(HERE, name)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        sys.stderr.write(f"fabship launcher: cannot read {path}: {exc.strerror}\\n")
+        sys.exit(1)
 
 
 def main():

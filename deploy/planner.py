@@ -58,7 +58,7 @@ def restart_steps(service, layout, venv, reload=None):
                 *((at_boot,) if service.boot == "cron" else ()))
     unit = systemd.unit_name(service.name, layout.root)
     return (Run(systemd.install_unit(posixpath.join(layout.current, ".fabship", unit),
-                                     service.name, layout.root),
+                                     service.name, layout.root, service.user),
                 f"install and enable {unit}, reload systemd"),
             Run(systemd.restart(service.name, layout.root), f"restart {unit}"))
 

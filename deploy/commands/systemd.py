@@ -5,6 +5,13 @@ so two environments of one service on one host have two units. It runs as `User=
 holds no secret (the launcher reads them from .fabship/env, mode 0600), and is
 installed mode 0644. systemctl needs root: the scripts run as the SSH user when it is
 root, else through `sudo -n` (a password prompt would hang the deploy; see README).
+
+The SSH user writes the release, its secret files mode 0600 (.fabship/env, a template
+holding a secret). When `user:` names another account, the install hands those files to
+it (chown) so the launcher and the program can read them: only regular files of mode
+0600 with one link, found without following any link (`current` itself aside), so
+nothing outside the release changes. `user:` unset, the unit runs as the SSH user,
+which owns them already.
 """
 import hashlib
 import posixpath
@@ -22,7 +29,18 @@ AS_ROOT = r"""
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n -- "$@"; fi; }
 """
 
+# "$5" is the `user:` key if set, "$4" the release (`current`, the one link followed): when
+# "$5" is not the SSH user, the release's regular 0600 files with one link become its own.
 INSTALL = AS_ROOT + r"""
+if [ -n "$5" ] && [ "$5" != "$(id -un)" ]; then
+  id -u -- "$5" > /dev/null 2>&1 || {
+    printf 'no user %s on this host for the unit to run as: create it first\n' "$5"; exit 1; }
+  if [ "$(id -u)" -eq 0 ]; then
+    find -P "$4/" -type f -perm 600 -links 1 -exec chown -h -- "$5" {} +
+  else
+    find -P "$4/" -type f -perm 600 -links 1 -exec sudo -n -- chown -h -- "$5" {} +
+  fi
+fi
 as_root install -m 0644 "$1" "$2"
 as_root systemctl daemon-reload
 as_root systemctl enable --quiet "$3"
@@ -79,9 +97,16 @@ def refuse_secret(secret, where="manager"):
                           "from .fabship/env (mode 0600): keep them out of the unit")
 
 
-def install_unit(staged_unit, name, root):
-    """Install the release's rendered unit (0644), reload systemd, enable the unit."""
-    return script(INSTALL, staged_unit, unit_path(name, root), unit_name(name, root))
+def install_unit(staged_unit, name, root, user=None):
+    """Install the release's rendered unit (0644), reload systemd, enable the unit.
+
+    `staged_unit` is <release>/.fabship/<unit>. `user` (the `user:` key, None when
+    unset) travels with the release as "$5" and "$4": when it is not the SSH user, the
+    release's 0600 files become its own first.
+    """
+    release = posixpath.dirname(posixpath.dirname(staged_unit))
+    return script(INSTALL, staged_unit, unit_path(name, root), unit_name(name, root),
+                  *((release, user) if user is not None else ()))
 
 
 def restart(name, root):

@@ -121,3 +121,16 @@ def test_launch_says_what_it_could_not_run(tmp_path):
     assert proc.returncode == 127
     assert proc.stderr == ("fabship launcher: cannot run '/no/such/program': "
                            "No such file or directory\n")
+
+
+def test_launch_says_which_file_it_could_not_read(tmp_path):
+    """An unreadable .fabship/env (here missing; for a unit user who cannot read it, see
+    test_systemd_mode): one line naming it, exit 1, no traceback."""
+    (tmp_path / ".fabship").mkdir()
+    (tmp_path / ".fabship" / "argv.json").write_text(json.dumps(["/bin/true"]))
+    (tmp_path / ".fabship" / "launch.py").write_text(launcher.LAUNCH_PY)
+    proc = subprocess.run([sys.executable, "-I", str(tmp_path / ".fabship" / "launch.py")],
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr == (f"fabship launcher: cannot read {tmp_path}/.fabship/env: "
+                           "No such file or directory\n")

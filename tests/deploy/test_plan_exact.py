@@ -9,6 +9,7 @@ import shlex
 from deploy.artifact import Artifact
 from deploy.commands import boot, health, lock, release, supervisor, systemd
 from deploy.facts import UNKNOWN, Facts, parse_facts
+from deploy.operations import rollback_plan
 from deploy.planner import build_host_plan, owner_record, probe_batch
 from deploy.secrets import Secret
 from deploy.steps import Run
@@ -75,7 +76,7 @@ SHIP = [
     "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 6",
     "write hello.conf | upload STAGING/hello.conf 644 text 139",
     "write .fabship/run | upload STAGING/.fabship/run 755 text 421",
-    "write .fabship/launch.py | upload STAGING/.fabship/launch.py 644 text 724",
+    "write .fabship/launch.py | upload STAGING/.fabship/launch.py 644 text 929",
     "write .fabship/argv.json | upload STAGING/.fabship/argv.json 644 text 146",
     "write .fabship/env | upload STAGING/.fabship/env 600 text 3",
     "write .fabship/supervisord.conf | upload STAGING/.fabship/supervisord.conf 644 text 795",
@@ -119,7 +120,8 @@ def test_first_deploy_plan_exactly():
     assert batches(plan, "batches") == [("ship, switch, restart, health check", SHIP)]
     assert plan.rollback_from == (0, 18)
     assert batches(plan, "rollback") == [("stop the failed first release", [
-        "stop the program | STOP VENV/bin/python CUR/supervisord.conf /srv/hello hello", "remove current | rm -f ROOT/current"])]
+        "stop the program | STOP VENV/bin/python CUR/supervisord.conf /srv/hello hello",
+        "remove current | rm -f ROOT/current"])]
     assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
 
 
@@ -184,6 +186,21 @@ def test_systemd_plans_exactly():
         "switch current back to r1", f"install and enable {UNIT}, reload systemd",
         f"restart {UNIT}", "health check: http://127.0.0.1:8080/health names r1"]
 
+
+
+def test_systemd_user_reaches_every_unit_install():
+    """`user:` is the install's last argument in the deploy, its automatic rollback and
+    `fab service rollback`: the release's 0600 files become the user's before a restart."""
+    target, (ctx, _) = contexts(manager="systemd", user="app")
+    install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
+               f"/etc/systemd/system/{UNIT} {UNIT} ROOT/current app")
+    before = "20260101T000000.000Z-abc1234"  # the release `current` names
+    plan = build_host_plan(target.service, ctx, Facts(current=before), (SOURCE, None), RELEASE)
+    back = rollback_plan(target.service, (ctx.host, ctx.layout, ctx.health_url), before,
+                         RELEASE.release_id, owner_record(RELEASE))
+    for part in (plan.batches, plan.rollback, back.batches):
+        steps = [outline(step) for step in part[0].steps]
+        assert steps[steps.index(install) + 1] == f"restart {UNIT} | UNIT_RESTART {UNIT}"
 
 def test_secret_files_are_uploaded_as_secret_text(tmp_path):
     """A file holding a secret is written 0600 with its text; plans show the masked text."""

@@ -6,6 +6,7 @@ Fast and pure enough for `make mutants`; the crontab itself is tested in
 test_supervisor_boot.py.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from deploy import launcher
 from deploy.commands import boot, systemd
 from deploy.config import parse_services
 from deploy.errors import ConfigError
@@ -201,14 +203,24 @@ def run_as(argv, base, user=None):
                           timeout=30, check=False)
 
 
-def unit_scripts(base, uid):
+def install_argv(base, release, user=None):
+    """The install step's argv, its unit directory moved under `base`."""
+    unit = systemd.unit_name("hello", "/srv/hello")
+    argv = list(systemd.install_unit(f"{release}/.fabship/{unit}", "hello", "/srv/hello", user))
+    assert argv[5] == systemd.unit_path("hello", "/srv/hello")
+    argv[5] = str(base / "units" / unit)
+    return argv
+
+
+def unit_scripts(base, uid, user=None):
     """Run install, restart and stop; return the calls log and the installed unit."""
-    staged = base / "staged.service"
+    unit = systemd.unit_name("hello", "/srv/hello")
+    staged = base / "release" / ".fabship" / unit
+    staged.parent.mkdir(parents=True, mode=0o755)
+    staged.parent.parent.chmod(0o755)
     staged.write_text("[Service]\nExecStart=/bin/true\n")
     staged.chmod(0o644)
-    unit = systemd.unit_name("hello", "/srv/hello")
-    install = list(systemd.install_unit(str(staged), "hello", "/srv/hello"))
-    install[-2] = str(base / "units" / unit)  # a temporary unit directory
+    install = install_argv(base, base / "release", user)
     user = str(uid) if os.getuid() == 0 and uid != 0 else None
     for argv in (install, systemd.restart("hello", "/srv/hello"),
                  systemd.stop("hello", "/srv/hello")):
@@ -235,7 +247,8 @@ def test_unit_scripts_as_another_user_go_through_sudo_n(stand_ins):
     uid = os.getuid() or 65534  # root runs them as nobody
     calls, installed = unit_scripts(stand_ins, uid)
     unit = installed.name
-    assert calls == [f"{uid} sudo -n -- install -m 0644 {stand_ins}/staged.service {installed}",
+    assert calls == [f"{uid} sudo -n -- install -m 0644 {stand_ins}/release/.fabship/{unit} "
+                     f"{installed}",
                      f"{uid} sudo -n -- systemctl daemon-reload",
                      f"{uid} systemctl daemon-reload",
                      f"{uid} sudo -n -- systemctl enable --quiet {unit}",
@@ -253,6 +266,169 @@ def test_a_failing_systemctl_fails_the_step(stand_ins):
     proc = run_as(systemd.restart("hello", "/srv/hello"), stand_ins)
     assert proc.returncode == 1
     assert proc.stderr.startswith("no: ")
+
+
+# --- the release's secret files go to the unit's user -------------------------------------
+# The SSH user writes .fabship/env and secret templates mode 0600; a unit running as another
+# `user:` must be able to read them. A real release tree, real find/chown, run as root.
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by nobody, unlike this test's venv
+AS_NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+
+
+def write(path, text, mode):
+    """A file with this text and mode, its parents made 0755."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def release_tree(base):
+    """srv/current -> srv/releases/r1, holding secret files, links out and a hard link."""
+    srv, outside = base / "srv", base / "outside"
+    r1 = srv / "releases" / "r1"
+    write(r1 / ".fabship" / "env", json.dumps({"TOKEN": "s3cr3t"}), 0o600)
+    write(r1 / ".fabship" / "argv.json", json.dumps(
+        [SYSTEM_PYTHON, "-c", "import os; print(os.environ['TOKEN'], os.getcwd())"]), 0o644)
+    write(r1 / ".fabship" / "launch.py", launcher.LAUNCH_PY, 0o644)
+    write(r1 / ".fabship" / systemd.unit_name("hello", "/srv/hello"),
+          "[Service]\nExecStart=/bin/true\n", 0o644)
+    write(r1 / "config" / "db.env", "PW=s3cr3t\n", 0o600)
+    write(r1 / "app.py", "print('hi')\n", 0o644)
+    write(srv / "releases" / "r0" / ".fabship" / "env", "{}", 0o600)  # another release
+    write(srv / "venvs" / "k" / "key", "venv\n", 0o600)
+    write(srv / "shared" / "data" / "key", "shared\n", 0o600)
+    write(outside / "key", "mine\n", 0o600)
+    write(outside / "hard", "hard\n", 0o600)
+    (r1 / ".fabship" / "venv").symlink_to(srv / "venvs" / "k")
+    (r1 / "shared").symlink_to(srv / "shared")
+    (r1 / "key-link").symlink_to(outside / "key")  # a link to a file outside
+    (r1 / "config" / "dir-link").symlink_to(outside)
+    os.link(outside / "hard", r1 / "hard")  # a hard link could name a file outside
+    (srv / "current").symlink_to(r1)
+    return srv / "current", r1
+
+
+def snapshot(base):
+    """{path: (uid, gid, mode)} of everything under base, links not followed."""
+    found = {}
+    for folder, dirs, files in os.walk(base):
+        for name in dirs + files:
+            info = os.lstat(os.path.join(folder, name))
+            found[os.path.join(folder, name)] = (info.st_uid, info.st_gid, info.st_mode)
+    return found
+
+
+@pytest.fixture(name="tree")
+def tree_fixture(stand_ins):
+    """stand_ins plus a release tree under it: (base, current, the release)."""
+    current, release = release_tree(stand_ins / "tree")
+    for folder in (stand_ins / "tree", stand_ins / "tree" / "srv"):
+        folder.chmod(0o755)
+    return stand_ins, current, release
+
+
+def launch_as_nobody(release):
+    """Run the release's launch.py as nobody."""
+    return subprocess.run([*AS_NOBODY, SYSTEM_PYTHON, "-I", str(release / ".fabship/launch.py")],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None
+                    or not os.access(SYSTEM_PYTHON, os.X_OK),
+                    reason="chown and setpriv need root")
+def test_install_hands_the_release_secret_files_to_the_unit_user(tree):
+    """`user: nobody`, SSH user root: nobody launches, reads its 0600 files; no link out
+    of the release is followed, no hard-linked file touched, nothing outside changes."""
+    base, current, release = tree
+    before = snapshot(base / "tree")
+    failed = launch_as_nobody(release)  # what the unit met before: one clear line
+    assert (failed.returncode, failed.stdout) == (1, "")
+    assert failed.stderr == (f"fabship launcher: cannot read {release}/.fabship/env: "
+                             "Permission denied\n")
+    for _ in range(2):  # a rollback installs the same release again: the same result
+        proc = run_as(install_argv(base, current, "nobody"), base)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", "")
+        after = snapshot(base / "tree")
+        secrets = {str(release / ".fabship" / "env"), str(release / "config" / "db.env")}
+        assert {path for path, seen in after.items() if seen != before[path]} == secrets
+        assert set(after) == set(before)
+        for path in secrets:
+            assert after[path] == (65534, 0, before[path][2])  # mode 0600 kept
+    for path, text in ((release / "config" / "db.env", "PW=s3cr3t\n"),
+                       (release / "app.py", "print('hi')\n")):
+        read = subprocess.run([*AS_NOBODY, "cat", str(path)], capture_output=True,
+                              text=True, timeout=30, check=False)
+        assert (read.returncode, read.stdout) == (0, text), read.stderr
+    launched = launch_as_nobody(release)
+    assert (launched.returncode, launched.stdout) == (0, f"s3cr3t {release}\n"), launched.stderr
+    unit = systemd.unit_name("hello", "/srv/hello")
+    assert (base / "calls.log").read_text().splitlines() == [
+        "0 systemctl daemon-reload", f"0 systemctl enable --quiet {unit}"] * 2
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the SSH user is root: needs root")
+@pytest.mark.parametrize("user", [None, "root"])
+def test_install_changes_no_owner_when_the_unit_runs_as_the_ssh_user(tree, user):
+    """`user:` unset (the unit runs as the SSH user) or naming the SSH user: no chown."""
+    base, current, _ = tree
+    before = snapshot(base / "tree")
+    proc = run_as(install_argv(base, current, user), base)
+    assert proc.returncode == 0, proc.stderr
+    assert snapshot(base / "tree") == before
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="the SSH user is root: needs root")
+@pytest.mark.parametrize("user", ["fabship_no_such_user", "x;touch {w} #$(touch {w})`id`"])
+def test_a_user_the_host_lacks_fails_the_install_naming_it(tree, user):
+    """An account the host lacks: one line naming it, nothing chowned, no systemctl. The
+    name is "$5" of a constant script, even one fabship's config would refuse."""
+    base, current, _ = tree
+    user = user.format(w=base / "pwned")
+    before = snapshot(base / "tree")
+    argv = install_argv(base, current, user)
+    assert argv[:4] == ["sh", "-c", "set -e" + systemd.INSTALL, "fabship"]
+    assert argv[-1] == user and user not in systemd.INSTALL
+    proc = run_as(argv, base)
+    assert (proc.returncode, proc.stderr) == (1, "")
+    assert proc.stdout == f"no user {user} on this host for the unit to run as: create it first\n"
+    assert snapshot(base / "tree") == before
+    assert (base / "calls.log").read_text() == ""
+    assert not (base / "pwned").exists()
+
+
+@pytest.mark.skipif(os.getuid() == 0 and shutil.which("setpriv") is None,
+                    reason="root runs the scripts as nobody with setpriv")
+def test_a_ssh_user_other_than_root_chowns_through_sudo_n(tree):
+    """Not root: find runs as the SSH user, each chown through `sudo -n --` (a stand-in
+    chown records what it was asked)."""
+    base, current, release = tree
+    (base / "bin" / "chown").write_text(STUB.format(name="chown", tail=""))
+    (base / "bin" / "chown").chmod(0o755)
+    uid = os.getuid() or 65534
+    proc = run_as(install_argv(base, current, "root"), base, str(uid) if uid != os.getuid()
+                  else None)
+    assert proc.returncode == 0, proc.stderr
+    calls = (base / "calls.log").read_text().splitlines()
+    chowns = [call for call in calls if " chown " in call]
+    assert len(chowns) == 2  # one `find -exec ... {} +`: both files in one call
+    assert chowns[0].startswith(f"{uid} sudo -n -- chown -h -- root ")
+    assert chowns[1].startswith(f"{uid} chown -h -- root ")
+    assert sorted(chowns[1].split()[5:]) == sorted(
+        [f"{current}/.fabship/env", f"{current}/config/db.env"])
+    assert release.exists()
+
+
+def test_the_unit_user_reaches_the_install_as_its_last_argument_only():
+    """The planner (deploy, automatic rollback, `fab service rollback`) passes `user:` as
+    "$5" of the constant install script (the release as "$4"); unset, neither."""
+    layout = Layout("/srv/hello")
+    for user, tail in (("app", ("/srv/hello/current", "app")), (None, ())):
+        install, _ = restart_steps(services(manager="systemd", user=user)["hello"], layout, "/v")
+        assert install.argv[:4] == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship")
+        assert install.argv[7:] == tail
+    assert "app" not in systemd.INSTALL
 
 
 # --- supervisor: where the boot step goes -------------------------------------------------
