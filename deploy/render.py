@@ -17,7 +17,7 @@ def environment(project_templates):
     ships (deploy/sourcetree.read_templates).
     """
     if isinstance(project_templates, dict):
-        loaders = [jinja2.DictLoader(project_templates),
+        loaders = [jinja2.FunctionLoader(lambda name: _committed(project_templates, name)),
                    jinja2.FileSystemLoader(str(FABSHIP_TEMPLATES))]
     else:
         dirs = [str(project_templates)]
@@ -29,6 +29,13 @@ def environment(project_templates):
                              autoescape=False)
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))
     return env
+
+
+def _committed(templates, name):
+    """(source, file name errors show, up-to-date check) of a template read from a commit."""
+    if name not in templates:
+        return None
+    return templates[name], f"templates/{name}", lambda: True
 
 
 def _explain(exc, what):
