@@ -24,7 +24,8 @@ def hello_service(fleet_root, **overrides):
         "run": "{{ venv }}/bin/python -m hello --config {{ release_dir }}/hello.conf",
         "manager": "supervisor",
         "templates": [{"src": "hello/hello.conf.j2", "dest": "hello.conf"}],
-        "health": {"path": "/health", "port": "{{ port }}", "timeout": 20},
+        # A failing release is given up after this long (hello answers within ~1 s).
+        "health": {"path": "/health", "port": "{{ port }}", "timeout": 10},
         "keep_releases": 3,
         "vars": {"bind": "127.0.0.1", "greeting": "hello"},
         # The fleet's hosts share this machine's user: leave its crontab alone
