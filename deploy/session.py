@@ -5,7 +5,7 @@ from contextlib import contextmanager
 
 from .commands import lock
 from .errors import DeployError
-from .executor import run_batch
+from .batch import run_batch
 from .facts import describe_owner, parse_facts, parse_lock_owner
 from .knownhosts import KnownHosts
 from .parallel import each

@@ -207,7 +207,7 @@ class SshHost:
         """As `run`, with stdout and stderr kept apart: (exit code, stdout, stderr).
 
         `on_line` sees stdout's lines only: the executor's progress marks travel there,
-        where no step's output can reach (see executor.batch_script).
+        where no step's output can reach (see batch.batch_script).
         """
         return self._round_trip(command, stdin, on_line, True)
 

@@ -7,8 +7,8 @@ runs every step even after one fails, so the lock is always given back.
 import shlex
 import subprocess
 
-from deploy.executor import BatchResult, HostExecutor, Marks, batch_script, new_nonce, \
-    run_batch
+from deploy.batch import BatchResult, Marks, batch_script, new_nonce, run_batch
+from deploy.executor import HostExecutor
 from deploy.steps import Batch, HostPlan, Run
 
 FORGED = ("fabship-step-done x", "fabship-step-done 99", "fabship-step-failed 0 0",

@@ -8,7 +8,7 @@ import pytest
 from deploy.artifact import Artifact
 from deploy.commands import lock, release, supervisor, systemd
 from deploy.errors import ConfigError
-from deploy.executor import batch_script, upload_tar
+from deploy.batch import batch_script, upload_tar
 from deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
 from deploy.layout import Layout
 from deploy.planner import build_host_plan, owner_record, probe_batch
