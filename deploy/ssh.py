@@ -125,6 +125,11 @@ class SshHost:
         self.address, self.settings, self.known = host.address, settings, known
         self.trips, self.broken, self.policies = 0, None, {}
         timeout = config.timeouts.connect if config is not None else None
+        # A Config of its own: Fabric writes the resolved key files back into the config
+        # it is given, and hosts are connected from several threads at once; a shared one
+        # is re-merged under a concurrent reader, which then sees no key at all
+        # ("No authentication methods available").
+        config = config.clone() if config is not None else None
         self.conn = Connection(host.hostname, user=host.user, port=host.port, config=config,
                                connect_timeout=timeout or DEFAULT_CONNECT_TIMEOUT)  # IPv6 too
         for hop in _hops(self.conn):
