@@ -25,7 +25,7 @@ def hello_service(fleet_root, **overrides):
         "manager": "supervisor",
         "templates": [{"src": "hello/hello.conf.j2", "dest": "hello.conf"}],
         # A failing release is given up after this long (hello answers within ~1 s).
-        "health": {"path": "/health", "port": "{{ port }}", "timeout": 7},
+        "health": {"path": "/health", "port": "{{ port }}", "timeout": 6},
         "keep_releases": 3,
         "vars": {"bind": "127.0.0.1", "greeting": "hello"},
         # The fleet's hosts share this machine's user: leave its crontab alone
