@@ -89,10 +89,9 @@ def command(env, run, variables, secrets, where):
     """
     masked = {**variables, **{s.name: MASK for s in secrets}}
     try:
-        split(env, run, masked, where)
-        masked_error = None
+        shown, masked_error = split(env, run, masked, where), None
     except ConfigError as exc:
-        masked_error = exc
+        shown, masked_error = None, exc
     try:
         argv = split(env, run, {**variables, **{s.name: s.value for s in secrets}}, where)
     except ConfigError:
@@ -101,10 +100,11 @@ def command(env, run, variables, secrets, where):
             "not with them masked; the values are not shown") from None
 
     def holds(secret):
+        if shown is None:  # renders for real but not masked: it depends on the secrets
+            return True
         try:
-            return split(env, run, {**masked, secret.name: secret.value}, where) != split(
-                env, run, masked, where)
-        except ConfigError:  # renders for real but not masked: it depends on the secret
+            return split(env, run, {**masked, secret.name: secret.value}, where) != shown
+        except ConfigError:  # renders with this secret masked, not with it real
             return True
     holding = [s.name for s in secrets if holds(s)]
     if holding:

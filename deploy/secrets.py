@@ -9,6 +9,7 @@ whole word, and one shorter than MIN_WORD is not searched for at all: replacing 
 `1` or `ab` would garble every line.
 """
 import base64
+import functools
 import html
 import json
 import re
@@ -59,6 +60,7 @@ def variants(value):
     return sorted(forms, key=lambda form: (-len(form), form))
 
 
+@functools.lru_cache(maxsize=16)
 def _pattern(secrets):
     parts = []
     for secret in secrets:
@@ -75,13 +77,13 @@ def _pattern(secrets):
 
 def mask(text, secrets):
     """`text` with every secret value (and its common transforms) replaced by the mask."""
-    pattern = _pattern(secrets)
+    pattern = _pattern(tuple(secrets))
     return pattern.sub(MASK, text) if pattern else text
 
 
 def holds_secret(text, secrets):
     """True when a secret value (or a common transform of it) occurs in text."""
-    pattern = _pattern(secrets)
+    pattern = _pattern(tuple(secrets))
     return bool(pattern and pattern.search(text))
 
 
