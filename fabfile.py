@@ -29,10 +29,20 @@ def service(c, name=None, env=None, hosts=None):
 
 
 @task(help={"skip_gates": "ship even without a passing gate record (recorded)",
-            "break_lock": "take over a stale deploy lock"})
-def deploy(c, skip_gates=False, break_lock=False):
-    """Ship a release to every host: upload, switch, restart, health-check, roll back."""
-    run_command(c, deployment.deploy, skip_gates=skip_gates, break_lock=break_lock)
+            "break_lock": "take over a stale deploy lock",
+            "canary": "hosts deployed first, alone (default: rollout.canary, 1)",
+            "batch": "hosts per batch after the canary: N or N% (default: rollout.batch, 25%)",
+            "max_fail": "failed hosts tolerated before a fleet rollback: N or N% "
+                        "(default: rollout.max_fail, 0)",
+            "limit": "comma list of hosts: deploy to these of the environment only",
+            "json": "print the event stream (JSON lines) instead of the human output",
+            "verbose": "also show each command as it runs"})
+def deploy(c, skip_gates=False, break_lock=False,  # pylint: disable=R0913,R0917
+           canary=None, batch=None, max_fail=None, limit=None, json=False, verbose=False):
+    """Roll a release out: canary, batches; switch, restart, health-check, roll back."""
+    run_command(c, deployment.deploy, skip_gates=skip_gates, break_lock=break_lock,
+                canary=canary, batch=batch, max_fail=max_fail, limit=limit, json=json,
+                verbose=verbose)
 
 
 @task(help={"to": "release id to go back to (default: the one before current)",

@@ -10,6 +10,12 @@ write to (every step's stdout goes to stderr, with the script's own output, and 
 marks' descriptor is closed for it). The controller reads the two streams apart, so
 program output (a health body, a program that read the nonce from `ps`) is only output,
 never progress or a failure. The nonce of the round trip is a second check.
+
+A fenced batch checks, before every step, that this run still holds the host's deploy
+lock (shell builtins only: no process per check). The lock directory and the owner
+record are the script's positional arguments, never part of its text. A lost lock is
+reported as the step's failure with code FENCED (no exit status can be 256) and ends the
+script at once, even a keep-going one: nothing more is done on a host another run owns.
 """
 import io
 import os
@@ -20,6 +26,16 @@ import time
 from dataclasses import dataclass
 
 from .steps import Run, Upload
+
+FENCED = 256  # the "exit code" of a step not run because the lock was taken over
+OURS = r"""
+ours() {
+  if [ ! -L "$1" ] && [ ! -L "$1/owner.json" ] && IFS= read -r held < "$1/owner.json" &&
+     [ "$held" = "$2" ]; then return 0; fi
+  echo "the deploy lock was taken over (--break-lock); stopping before anything else changes"
+  return 1
+}
+"""
 
 
 def new_nonce():
@@ -82,6 +98,11 @@ class BatchResult:
     code: int = 0
     failures: tuple = ()
 
+    @property
+    def fenced(self):
+        """The round trip stopped because another run took the host's lock over."""
+        return any(code == FENCED for _, _, code in self.failures)
+
 
 def upload_tar(uploads, blobs):
     """A tar stream of the uploads, with absolute paths made relative to /."""
@@ -103,17 +124,22 @@ def batch_script(batch, nonce, keep_going=False):
     a `fabship-<nonce>-done N` mark (printf is a builtin), so the controller can show
     progress live and knows where a failure happened. A failed step prints
     `fabship-<nonce>-failed N CODE` and ends the script (exit 3), or, with keep_going,
-    the script goes on and exits 3 at its end.
+    the script goes on and exits 3 at its end. With a fence, a step is run only while
+    `ours "$1" "$2"` holds (see the module's docstring).
     """
     marks = Marks(nonce).prefix
     uploads = [i for i, step in enumerate(batch.steps) if isinstance(step, Upload)]
     lines = ["exec 3>&1 1>&2\numask 022\nfailed=0\n"
              f"fail() {{ printf '{marks}failed %s %s\\n' \"$1\" \"$2\" >&3; "
              + ("failed=3; }" if keep_going else "exit 3; }")]
+    if batch.fence:
+        lines.append(OURS.strip())
 
     def step(command, index, done):
-        lines.append(f"if {command} 3>&-; then printf '{marks}done %s\\n' {done} >&3; "
-                     f"else fail {index} $?; fi")
+        fenced = (f'if ! ours "$1" "$2" 2>&1; then fail {index} {FENCED}; exit 3; el'
+                  if batch.fence else "")
+        lines.append(f"{fenced}if {command} 3>&-; then printf '{marks}done %s\\n' {done} "
+                     f">&3; else fail {index} $?; fi")
     for index, item in enumerate(batch.steps):
         if isinstance(item, Upload) and index == uploads[0]:
             step("tar -x -p --no-same-owner -C / -f -", index, " ".join(map(str, uploads)))
@@ -121,6 +147,12 @@ def batch_script(batch, nonce, keep_going=False):
             step(shlex.join(item.argv), index, index)
     lines.append("exit $failed")
     return "\n".join(lines) + "\n"
+
+
+def batch_command(batch, nonce, keep_going=False):
+    """The remote command line: `sh -c SCRIPT fabship [LOCKDIR OWNER]`."""
+    return shlex.join(["sh", "-c", batch_script(batch, nonce, keep_going), "fabship",
+                       *(batch.fence or ())])
 
 
 def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
@@ -138,7 +170,7 @@ def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
         index = marks.done(line)
         if on_done and index is not None and index < len(batch.steps):
             on_done(index)
-    command = shlex.join(["sh", "-c", batch_script(batch, marks.nonce, keep_going)])
+    command = batch_command(batch, marks.nonce, keep_going)
     streams = getattr(transport, "run_streams", None)
     if streams:
         code, marked, output = streams(command, stdin=stdin, on_line=on_line)

@@ -12,6 +12,8 @@ from .ec2config import Ec2Settings, parse_ec2
 from .errors import ConfigError
 from .hosts import Host, address, in_url
 from .reader import ENV_NAME, NAME, Reader, key_path
+from .notifyconfig import NotifySettings, parse_notify
+from .rolloutconfig import RolloutSettings, parse_rollout
 
 MANAGERS = ("supervisor", "systemd")
 RESERVED = ("release.json", ".fabship", "shared")  # fabship's own paths in a release
@@ -53,6 +55,8 @@ class Environment:
     vars: MappingProxyType
     ec2: Ec2Settings | None = None
     root: str | None = None  # overrides the service's root (a template)
+    rollout: RolloutSettings = RolloutSettings()  # the service's, with this env's keys
+    notify: NotifySettings | None = None  # the environment's, else the service's
 
 
 @dataclass(frozen=True)
@@ -74,21 +78,28 @@ class Service:  # pylint: disable=too-many-instance-attributes
     environments: MappingProxyType
     user: str | None = None  # systemd: who the unit runs as (None: the SSH user, not root)
     boot: str = "cron"  # supervisor: how supervisord comes back after a reboot (or none)
+    rollout: RolloutSettings = RolloutSettings()
+    notify: NotifySettings | None = None  # webhooks for deploy events
 
 
 SERVICE_KEYS = ("root", "source", "requirements", "python", "run", "manager", "templates",
                 "health", "keep_releases", "vars", "secret_env", "environments", "user",
-                "boot")
+                "boot", "rollout", "notify")
 
 
-def parse_environment(reader, name, raw, path):
-    """One entry of `environments:`."""
+def parse_environment(reader, name, raw, path, service):  # pylint: disable=R0913,R0917
+    """One entry of `environments:`; `service` = (rollout, notify) of the service: its
+    `rollout:` keys override the service's; its `notify:` replaces the service's."""
     parent = path[:-len(f".{name}")]  # path ends with the name, which may hold anything
     reader.text(name, key_path(parent, name), NAME, "an environment name (a-z, 0-9, _ or -)")
-    reader.mapping(raw, path, ("hosts", "ec2", "vars", "root"))
+    reader.mapping(raw, path, ("hosts", "ec2", "vars", "root", "rollout", "notify"))
     root = raw.get("root")
     common = {"name": name, "vars": reader.variables(raw.get("vars", {}), f"{path}.vars"),
-              "root": None if root is None else reader.text(root, f"{path}.root")}
+              "root": None if root is None else reader.text(root, f"{path}.root"),
+              "rollout": parse_rollout(raw.get("rollout"), f"{reader.source}: {path}.rollout",
+                                       service[0]),
+              "notify": parse_notify(reader, raw["notify"], f"{path}.notify")
+              if "notify" in raw else service[1]}
     if "ec2" in raw:
         if "hosts" in raw:
             raise ConfigError(f"{reader.source}: {path}: give either hosts or ec2, not both")
@@ -178,6 +189,8 @@ def parse_service(reader, name, raw):
     if manager not in MANAGERS:
         reader.fail(f"{path}.manager", " or ".join(MANAGERS), manager)
     user, boot = _manager_keys(reader, raw, path, manager)
+    rollout = parse_rollout(raw.get("rollout"), f"{reader.source}: {path}.rollout")
+    notify = parse_notify(reader, raw.get("notify"), f"{path}.notify")
     return Service(
         name=name,
         root=reader.text(raw.get("root", f"/srv/{name}"), f"{path}.root"),
@@ -197,10 +210,13 @@ def parse_service(reader, name, raw):
                          for i, v in enumerate(reader.listing(raw.get("secret_env", []),
                                                               f"{path}.secret_env"))),
         environments=MappingProxyType({
-            env: parse_environment(reader, env, env_raw, f"{path}.environments.{env}")
+            env: parse_environment(reader, env, env_raw, f"{path}.environments.{env}",
+                                   (rollout, notify))
             for env, env_raw in environments.items()}),
         user=user,
         boot=boot,
+        rollout=rollout,
+        notify=notify,
     )
 
 

@@ -13,7 +13,7 @@ from .commands import health, systemd
 from .errors import ConfigError
 from .layout import Layout
 from .reader import port_number
-from .render import Renderer, render_string
+from .render import Renderer, environment, render_string
 from .secrets import holds_secret
 
 
@@ -147,3 +147,9 @@ def build_context(env, target, host, release, shipped, *,  # pylint: disable=too
     files.append(RenderedFile("release.json", info, 0o644, False, info))
     return HostContext(host, layout, variables["release_dir"], variables["venv"], tuple(files),
                        health_url)
+
+
+def target_hosts(project, target):
+    """[(host, layout, health URL)] of every host of the target (no secret needed)."""
+    env = environment(project.root / "templates")
+    return [(host, *host_basics(env, target, host)[1:]) for host in target.hosts]

@@ -10,17 +10,19 @@ from . import artifact as artifacts
 from .config import SshSettings
 from .context import ReleaseInfo, build_context
 from .errors import ConfigError
-from .executor import run_plans
 from .facts import UNKNOWN
 from .gaterecord import check_gates
 from .hostkeys import InstancePins
 from .hosts import local_user
 from .planner import build_host_plan, owner_record, probe_batch
-from .printer import plan_lines, summary_table
+from .printer import plan_lines, wave_lines
 from .render import environment
+from .rollout import HostJob
+from .rolloutconfig import RolloutSettings, waves as make_waves, with_options
+from .runsession import Session
 from .secrets import read_secrets
-from .session import connected, give_back_locks, lock_and_probe
 from .sourcetree import read_file, read_templates
+from .target import hosts_key, limit
 
 
 @dataclass(frozen=True)
@@ -98,22 +100,27 @@ def prepare(project, target, skip_gates, environ=None):
     return Prepared(release, secrets, source, specs, contexts)
 
 
-def dry_run(target, prepared, break_lock, out):
-    """Print every host's plan with unknown facts; connect to nothing."""
+def dry_run(target, prepared, options, settings, out):
+    """Print every host's plan with unknown facts, then the rollout's order; connect to
+    nothing, send nothing."""
     for ctx in prepared.contexts:
-        probe = probe_batch(ctx.layout, owner_record(prepared.release), break_lock,
-                            _wanted(prepared, ctx))
+        probe = probe_batch(ctx.layout, owner_record(prepared.release),
+                            options.get("break_lock", False), _wanted(prepared, ctx))
         plan = build_host_plan(target.service, ctx, UNKNOWN, (prepared.source, None),
                                prepared.release)
         for line in plan_lines(ctx.host.address, probe, plan, prepared.secrets):
             out(line)
+    for line in wave_lines(make_waves([ctx.host.address for ctx in prepared.contexts],
+                                      settings), settings):
+        out(line)
     if target.ec2 is not None:
         out(f"dry-run: the hosts are the running instances of the {target.environment} EC2 "
             f"environment, looked up when the deploy runs; shown as one per slot" +
             (f"; variables from their `{target.ec2.var_tags}*` tags are shown with the "
              "environment's defaults" if target.ec2.var_tags else ""))
     out(f"dry-run: release {prepared.release.release_id} of {target.service.name} to "
-        f"{len(prepared.contexts)} host(s); nothing was run, no connection made")
+        f"{len(prepared.contexts)} host(s); nothing was run, no connection made, no "
+        "notification sent")
     return 0
 
 
@@ -122,54 +129,44 @@ def _wanted(prepared, ctx):
     return prepared.source.name, posixpath.basename(ctx.venv)
 
 
-def deploy(project, target, options, out=print):
+def chosen(project, target, options):
+    """The target cut to `--limit`, and the rollout settings with the command line's."""
+    if options.get("limit") is not None:
+        target = limit(target, options["limit"], hosts_key(target, project.source))
+    settings = with_options(target.rollout or RolloutSettings(), options.get("canary"),
+                            options.get("batch"), options.get("max_fail"))
+    return target, settings
+
+
+def deploy(project, target, options, out=None):
     """`fab service deploy`: returns the exit code; raises FabshipError on bad input."""
+    target, settings = chosen(project, target, options)
     prepared = prepare(project, target, options.get("skip_gates", False))
-    break_lock = options.get("break_lock", False)
     if options.get("dry"):
-        return dry_run(target, prepared, break_lock, out)
-    release_id = prepared.release.release_id
-    out(f"deploying {target.service.name} release {release_id} to "
-        f"{len(prepared.contexts)} host(s)")
-    owner = owner_record(prepared.release)
-    with connected(project, [ctx.host for ctx in prepared.contexts], out) as hosts:
-        pairs = list(zip(prepared.contexts, hosts))
-        facts = lock_and_probe(
-            [(ctx.layout, host, _wanted(prepared, ctx)) for ctx, host in pairs], owner,
-            break_lock)
+        return dry_run(target, prepared, options, settings, out or print)
+    release = prepared.release
+    hosts = [ctx.host.address for ctx in prepared.contexts]
+    with Session(project, target, release, prepared.secrets, options, out) as session:
+        session.bus.emit("started", service=target.service.name,
+                         environment=target.environment, commit=release.commit,
+                         deployer=f"{release.deployer}@{release.origin}", hosts=hosts,
+                         waves=make_waves(hosts, settings), settings=settings.shown(),
+                         skip_gates=release.skip_gates)
+        jobs = [HostJob(ctx.host, ctx.layout, _wanted(prepared, ctx))
+                for ctx in prepared.contexts]
+        run = session.fleet_run(jobs, settings, owner_record(release),
+                                options.get("break_lock", False))
+        facts = run.check()
         deps = None
         if not all(f.has_venv for f in facts):
             try:
-                deps = artifacts.build_deps(prepared.specs, project.cache, log=out,
+                deps = artifacts.build_deps(prepared.specs, project.cache, log=session.say,
                                             hide=target.service.secret_env)
             except BaseException:  # even Ctrl-C: never leave the hosts locked
-                give_back_locks([(ctx.layout, host) for ctx, host in pairs], owner)
+                run.unlock(jobs)
                 raise
-        jobs = [(host, build_host_plan(target.service, ctx, fact, (prepared.source, deps),
-                                       prepared.release), release_id)
-                for (ctx, host), fact in zip(pairs, facts)]
-        results = run_plans(jobs, {"source": prepared.source.data,
-                                   "deps": deps.data if deps else b""}, out, prepared.secrets)
-    return report(results, [ctx.host.address for ctx in prepared.contexts], out)
-
-
-def report(results, addresses, out, done="deployed"):
-    """The summary table; exit 0 only when every host ended `done`."""
-    rows, failed = [], []
-    for address, (_, outcome, error) in zip(addresses, results):
-        if error:
-            rows.append((address, "error", "-", "-", str(error)))
-            failed.append(address)
-            continue
-        rows.append((address, outcome.status, outcome.release, f"{outcome.seconds:.1f}",
-                     f"{outcome.trips} round trips" + (f"; {outcome.detail}"
-                                                       if outcome.detail else "")))
-        if outcome.status != done:
-            failed.append(address)
-    out("")
-    out(summary_table(rows, ("host", "result", "release", "seconds", "detail")))
-    if failed:
-        out(f"FAILED on {len(failed)} of {len(rows)} host(s): {', '.join(failed)}")
-        return 1
-    out(f"{done} on {len(rows)} host(s)")
-    return 0
+        plans = [build_host_plan(target.service, ctx, fact, (prepared.source, deps), release)
+                 for ctx, fact in zip(prepared.contexts, facts)]
+        result = run.run(plans, facts, {"source": prepared.source.data,
+                                        "deps": deps.data if deps else b""})
+    return result.code

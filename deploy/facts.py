@@ -35,6 +35,15 @@ class Facts:
         older = [r for r in self.served if self.current and r < self.current]
         return older[-1] if older else None
 
+    @property
+    def previous_for_revert(self):
+        """What a failed deploy goes back to: `current` when it once served, else the
+        newest release that did (a killed deploy may have left `current` on one that
+        never passed its health check); None when no release ever served."""
+        if self.current in self.served:
+            return self.current
+        return self.served[-1] if self.served else None
+
 
 UNKNOWN = Facts(known=False)
 

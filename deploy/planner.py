@@ -1,10 +1,11 @@
 """(context, facts, artifacts) -> the inert plan of one host. Only the planner orders steps.
 
-Round trips of a deploy: 1. lock + facts; 2. the release: refuse links planted in the
-layout, uploads on stdin, assemble, switch `current`, restart, health check; 3. finish:
-history, prune, unlock (the executor runs every finish step even after one fails, so
-the lock is always given back). A failure from the switch on runs the rollback (one
-more round trip) before the finish.
+Round trips of a deploy: 1. lock + facts; 2. the rollout: ship (refuse links planted in
+the layout, uploads on stdin, assemble), switch `current` and restart, verify (health
+check); 3. finish, once the fleet runner has decided the rollout: history, prune, unlock
+(every finish step runs even after one fails, so the lock is always given back). A
+failure from the switch on, or a fleet rollback, runs the revert (one more round trip)
+before the finish. Every batch after the first is fenced by this run's lock.
 """
 import hashlib
 import json
@@ -12,7 +13,7 @@ import posixpath
 from dataclasses import replace
 
 from .commands import boot, health, lock, release, supervisor, systemd
-from .steps import Batch, HostPlan, Run, Upload
+from .steps import Batch, HostPlan, Phase, Run, Upload
 
 
 def owner_record(release_info, action="deploy"):
@@ -120,46 +121,69 @@ def _history(ctx, release_info, status, previous):
     return Run(release.append_history(ctx.layout, record), f"record '{status}' in the history")
 
 
+def fence(layout, release_info, action="deploy"):
+    """The lock directory and this run's owner record: every later batch checks them."""
+    return (posixpath.join(layout.root, ".lock"), owner_record(release_info, action))
+
+
 def build_host_plan(service, ctx, facts, shipped, release_info):
-    """The whole plan of one host, from the facts (or unknown facts for the dry-run)."""
+    """The whole plan of one host, from the facts (or unknown facts for the dry-run).
+
+    Phases: ship (upload, assemble: nothing served changes), switch (`current`, then the
+    restart), verify (the health check), revert (back to the newest release that once
+    served, or stop a failed first release), finish (by how the host ended).
+    """
     release_id = release_info.release_id
-    previous = facts.current if facts.known else None
-    prepare = prepare_steps(service, ctx, facts, shipped)
-    batches = (Batch("ship, switch, restart, health check", (
-        *prepare,
-        Run(lock.still_ours(ctx.layout.root, owner_record(release_info)),
-            "check the lock is still ours"),
-        Run(release.switch(ctx.layout, ctx.release_dir), "switch current (rename)"),
-        *restart_steps(service, ctx.layout, ctx.venv, _reload_when_changed(ctx, facts)),
-        Run(health.check(ctx.venv, ctx.health_url, release_id, service.health.timeout),
-            f"health check: {ctx.health_url} names {release_id}"),
-    )),)
-    if previous:
-        back = ctx.layout.release(previous)
-        back_venv = posixpath.join(back, ".fabship", "venv")
-        rollback = (Batch(f"roll back to {previous}", (
-            Run(release.switch(ctx.layout, back), f"switch current back to {previous}"),
-            *restart_steps(service, ctx.layout, back_venv, reload_step(ctx.layout, back_venv)),
-            Run(health.check(back_venv, ctx.health_url, previous, service.health.timeout),
-                f"health check: {ctx.health_url} names {previous}"))),)
-    else:
-        rollback = (Batch("stop the failed first release",
-                          (_stop(service, ctx), Run(("rm", "-f", ctx.layout.current),
-                                                    "remove current"))),)
-    if not facts.known:
-        rollback = (Batch("if the release fails: switch back to the release current "
-                          "pointed to, restart it and check it", ()),)
-    protected = tuple(r for r in (release_id, previous) if r)
-    on_success = (Batch("record, prune, unlock", (
-        Run(release.mark_served(ctx.release_dir), "mark the release as served"),
-        _history(ctx, release_info, "deployed", previous),
-        Run(release.prune(ctx.layout.releases, service.keep_releases, protected),
-            f"prune releases to the newest {service.keep_releases}"),
-        Run(release.prune(ctx.layout.artifacts, service.keep_releases,
-                          (shipped[0].name,), order="time"), "prune old artifacts"),
-        Run(lock.release(ctx.layout.root, owner_record(release_info)), "release the lock"))),)
-    on_failure = (Batch("record the failure, unlock", (
-        _history(ctx, release_info, "failed", previous),
-        Run(lock.release(ctx.layout.root, owner_record(release_info)), "release the lock"))),)
-    return HostPlan(ctx.host.address, batches, (0, len(prepare) + 1), rollback, on_success,
-                    on_failure)
+    previous = facts.previous_for_revert if facts.known else None
+    layout = ctx.layout
+    rollout = (
+        Phase("ship", prepare_steps(service, ctx, facts, shipped)),
+        Phase("switch", (Run(release.switch(layout, ctx.release_dir),
+                             "switch current (rename)"),)),
+        Phase("switch", restart_steps(service, layout, ctx.venv,
+                                      _reload_when_changed(ctx, facts)), "restart"),
+        Phase("verify", (Run(health.check(ctx.venv, ctx.health_url, release_id,
+                                          service.health.timeout),
+                             f"health check: {ctx.health_url} names {release_id}"),),
+              "health"),
+    )
+    if not facts.known:  # the dry-run: which release is known only on the host
+        revert = ()
+    elif previous:
+        revert = revert_phases(service, layout, ctx.health_url, previous)
+    else:  # a failed first release: nothing served before it
+        revert = (Phase("revert", (_stop(service, ctx),
+                                   Run(("rm", "-f", layout.current), "remove current"))),)
+    protected = tuple(r for r in (release_id, facts.current if facts.known else None,
+                                  previous) if r)
+    unlock = Run(lock.release(layout.root, owner_record(release_info)), "release the lock")
+    finish = {
+        "served": Phase("finish", (
+            Run(release.mark_served(ctx.release_dir), "mark the release as served"),
+            _history(ctx, release_info, "deployed", previous),
+            Run(release.prune(layout.releases, service.keep_releases, protected),
+                f"prune releases to the newest {service.keep_releases}"),
+            Run(release.prune(layout.artifacts, service.keep_releases,
+                              (shipped[0].name,), order="time"), "prune old artifacts"),
+            unlock)),
+        "failed": Phase("finish", (_history(ctx, release_info, "failed", previous), unlock)),
+        "rolled-back": Phase("finish", (_history(ctx, release_info, "rolled-back", previous),
+                                        unlock)),
+        "untouched": Phase("finish", (unlock,)),
+    }
+    return HostPlan(ctx.host.address, release_id, previous, rollout, revert, finish,
+                    fence(layout, release_info))
+
+
+def revert_phases(service, layout, health_url, previous):
+    """Back to `previous` (a release that served): switch, restart, health check."""
+    back = layout.release(previous)
+    venv = posixpath.join(back, ".fabship", "venv")
+    return (Phase("revert", (Run(release.switch(layout, back),
+                                 f"switch current back to {previous}"),)),
+            Phase("revert", restart_steps(service, layout, venv, reload_step(layout, venv)),
+                  "restart"),
+            Phase("revert", (Run(health.check(venv, health_url, previous,
+                                              service.health.timeout),
+                                 f"health check: {health_url} names {previous}"),),
+                  "health"))

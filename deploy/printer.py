@@ -84,21 +84,45 @@ def prefixed(host, lines):
     return [f"[{host}] {part}" for line in lines for part in line.split("\n")]
 
 
+UNKNOWN_REVERT = ("switch back to the newest release that served, restart it and check "
+                  "it (on a first deploy: stop the program and remove current)")
+
+
 def plan_lines(host, probe, plan, secrets=()):
-    """The dry-run's text for one host: every command, every upload with its content."""
+    """The dry-run's text for one host: every command, every upload with its content,
+    by phase: the rollout's round trip, the revert, then each finish."""
     lines = batch_lines(1, probe, secrets)
-    for number, batch in enumerate(plan.batches, start=2):
-        lines += batch_lines(number, batch, secrets)
-    lines.append("on failure after the switch:")
-    for batch in plan.rollback:
-        lines += batch_lines(None, batch, secrets)
-    lines.append("then, on success:")
-    for batch in plan.on_success:
-        lines += batch_lines(None, batch, secrets)
-    lines.append("or, on failure:")
-    for batch in plan.on_failure:
-        lines += batch_lines(None, batch, secrets)
+    lines.append(batch_title(2, plan.batch("ship, switch, restart, health check", ())))
+    if plan.fence:
+        lines.append("  (each step runs only while this run holds the deploy lock)")
+    for phase in plan.rollout:
+        lines.append(f" {phase.name}" + (f" ({phase.stage})" if phase.stage else "") + ":")
+        for step in phase.steps:
+            lines += step_lines(step, secrets)
+    lines.append(f"on a failure in {plan.revert_from} or later, or a fleet rollback: revert")
+    if not plan.revert:
+        lines.append(f"  - {UNKNOWN_REVERT}")
+    for phase in plan.revert:
+        for step in phase.steps:
+            lines += step_lines(step, secrets)
+    for key, phase in plan.finish.items():
+        lines.append(f"finish, once the rollout is decided, when the host {key}"
+                     if key != "untouched" else "finish, when the host was never switched")
+        for step in phase.steps:
+            lines += step_lines(step, secrets)
     return prefixed(host, lines)
+
+
+def wave_lines(waves, settings):
+    """The rollout's order, as the dry-run prints it."""
+    lines = [f"rollout: canary {settings.canary}, batch {settings.batch}, max_fail "
+             f"{settings.max_fail} (stop and roll back after more than "
+             f"{settings.budget(sum(map(len, waves)))} failed host(s)), pause "
+             f"{settings.pause:g}s, parallel {settings.parallel}"]
+    for number, wave in enumerate(waves, start=1):
+        kind = "canary" if number == 1 and settings.canary else "batch"
+        lines.append(f"  wave {number} ({kind}): {', '.join(wave)}")
+    return lines
 
 
 def summary_table(rows, header):

@@ -12,6 +12,7 @@ import base64
 import functools
 import html
 import json
+import os
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -95,3 +96,9 @@ def secrets_set(names, environ, where):
     text is a ConfigError naming the variable, as in read_secrets.
     """
     return read_secrets(tuple(name for name in names if environ.get(name)), environ, where)
+
+
+def known_secrets(project, service, environ=None):
+    """The service's secrets that are set in the environment (a missing one is fine)."""
+    return secrets_set(service.secret_env, os.environ if environ is None else environ,
+                       f"{project.source}: services.{service.name}.secret_env")

@@ -1,15 +1,10 @@
-"""Opening connections and taking the lock on every host, shared by deploy and rollback."""
-import shlex
+"""Connections to every host at once, for the read-only commands (status, history)."""
 import sys
 from contextlib import contextmanager
 
-from .commands import lock
 from .errors import DeployError
-from .batch import run_batch
-from .facts import describe_owner, parse_facts, parse_lock_owner
 from .knownhosts import KnownHosts
 from .parallel import each
-from .planner import probe_batch
 from .ssh import SshHost
 
 
@@ -51,33 +46,3 @@ def _connect_all(project, targets, known):
         raise DeployError("cannot reach every host; nothing was changed:\n  " +
                           "\n  ".join(errors))
     return [host for _, host, _ in results]
-
-
-def lock_and_probe(targets, owner, break_lock):
-    """Round trip 1 on every (layout, host, wanted); a held lock anywhere stops all.
-
-    On a held lock, the locks this run took are given back before the error.
-    """
-    def probe(target):
-        layout, host, wanted = target
-        return run_batch(host, probe_batch(layout, owner, break_lock, wanted), {})
-    results = each(probe, targets)
-    problems = []
-    for (_, host, _), result, error in results:
-        if error or not result.ok:
-            holder = parse_lock_owner(result.output) if result else None
-            problems.append(f"{host.address}: " + (
-                f"locked by {describe_owner(holder)}" if holder is not None else
-                f"probe failed: {error or result.output.strip()[-300:]}"))
-    if problems:
-        give_back_locks([(layout, host) for (layout, host, _), result, _ in results
-                         if result and result.ok], owner)
-        raise DeployError("the deploy lock is held; nothing was changed:\n  " +
-                          "\n  ".join(problems) + "\nIf the owner is gone, take the lock "
-                          "over with `--break-lock`.")
-    return [parse_facts(result.output) for _, result, _ in results]
-
-
-def give_back_locks(pairs, owner):
-    """Release the locks this run (owner) took on [(layout, host)], all at once."""
-    each(lambda pair: pair[1].run(shlex.join(lock.release(pair[0].root, owner))), pairs)

@@ -238,8 +238,20 @@ class SshHost:
         return DeployError(self.broken)
 
     def close(self):
-        """Close the connection and every jump host's."""
+        """Close the connection and every jump host's, at once.
+
+        The socket is shut down first: paramiko's reader thread may be inside recv() on
+        it, and a plain close() then leaves the TCP connection open until that returns.
+        The pool counts on a closed connection being gone from the host.
+        """
         for hop in _hops(self.conn):
+            transport = hop.client.get_transport()
+            shutdown = getattr(transport and transport.sock, "shutdown", None)
+            if shutdown is not None:  # a socket, or a jump host's channel
+                try:
+                    shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # not connected (any more)
             hop.close()
             hop.client.close()  # also a transport left by a failed open
 

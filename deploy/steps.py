@@ -32,22 +32,63 @@ class Upload:  # pylint: disable=too-many-instance-attributes
 
 @dataclass(frozen=True)
 class Batch:
-    """Steps sent to one host as one remote command (one round trip)."""
+    """Steps sent to one host as one remote command (one round trip).
+
+    With a `fence` (the lock directory, this run's owner record), every step runs only
+    while this run still holds the host's deploy lock: a run taken over with
+    `--break-lock` stops before its next effect.
+    """
 
     label: str
     steps: tuple = field(default_factory=tuple)
+    fence: tuple[str, str] | None = None
+
+
+PHASES = ("ship", "switch", "verify", "finish", "revert")
 
 
 @dataclass(frozen=True)
-class HostPlan:
-    """Everything one host will do, decided before anything runs."""
+class Phase:
+    """A named part of a host's plan; `stage` is what progress shows while it runs."""
+
+    name: str  # one of PHASES
+    steps: tuple
+    stage: str | None = None
+
+    @property
+    def shown(self):
+        """The stage progress shows: `stage`, else the phase's name."""
+        return self.stage or self.name
+
+
+@dataclass(frozen=True)
+class HostPlan:  # pylint: disable=too-many-instance-attributes
+    """Everything one host will do, decided before anything runs.
+
+    `rollout` (ship, switch, verify) is sent as one round trip; a failure in a phase
+    from `revert_from` on needs `revert` (back to `previous`, a release that served).
+    `finish` holds the closing phase for each way the host can end: served, failed,
+    rolled-back, untouched; the fleet runner runs it once the rollout is decided.
+    """
 
     host: str
-    batches: tuple[Batch, ...]
-    rollback_from: tuple[int, int]  # (batch, step): a failure there or later rolls back
-    rollback: tuple[Batch, ...]
-    on_success: tuple[Batch, ...]
-    on_failure: tuple[Batch, ...]
+    release: str
+    previous: str | None
+    rollout: tuple[Phase, ...]
+    revert: tuple[Phase, ...]
+    finish: dict
+    fence: tuple[str, str] | None = None
+    revert_from: str = "switch"
+
+    def needs_revert(self, phase):
+        """Whether a failure in `phase` has changed what the host serves."""
+        order = PHASES[:3]  # ship, switch, verify: the rollout's phases, in order
+        return phase in order and order.index(phase) >= order.index(self.revert_from)
+
+    def batch(self, label, phases):
+        """`phases` as one round trip, fenced by this run's lock."""
+        return Batch(label, tuple(step for phase in phases for step in phase.steps),
+                     self.fence)
 
 
 def to_json(obj):

@@ -1,5 +1,5 @@
 """Which service, environment and hosts one `fab service ...` invocation acts on."""
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 
 from .config import Service
@@ -17,6 +17,8 @@ class Target:
     vars: MappingProxyType  # service vars < environment vars (host vars come later)
     ec2: object = None  # Ec2Settings: the hosts are this environment's EC2 instances
     root: str | None = None  # the root template (the environment's, else the service's)
+    rollout: object = None  # RolloutSettings: the environment's, else the service's
+    notify: object = None  # NotifySettings (webhooks): the environment's, else the service's
 
     @property
     def root_template(self):
@@ -49,13 +51,51 @@ def select(services, name=None, env=None, hosts=None):
             raise ConfigError(f"--hosts: {exc}") from exc
         if not parsed:
             raise ConfigError(f"--hosts: no host in {hosts!r}; expected user@addr[:port],...")
-        return Target(service, None, parsed, service.vars)
+        return Target(service, None, parsed, service.vars, rollout=service.rollout,
+                      notify=service.notify)
     if not service.environments and env is None:
         raise ConfigError(f"service {service.name!r} declares no environments: "
                           "name hosts with `fab service --hosts user@addr[:port],... deploy`")
     chosen = service.environments[_pick("environment", service.environments, env, "--env")]
     merged = MappingProxyType({**service.vars, **chosen.vars})
-    return Target(service, chosen.name, chosen.hosts, merged, chosen.ec2, chosen.root)
+    return Target(service, chosen.name, chosen.hosts, merged, chosen.ec2, chosen.root,
+                  chosen.rollout, chosen.notify)
+
+
+def limit(target, spec, where):
+    """`--limit HOST[,HOST]`: only these of the target's hosts, in the target's order.
+
+    `where` names the host list in errors. A host is named as the config lists it
+    (`user@addr:port`), or by its address with or without the port and user, or by its
+    EC2 instance id. ConfigError for a name that matches no host, or more than one.
+    """
+    names = [name.strip(" ") for name in spec.split(",") if name.strip(" ")] \
+        if isinstance(spec, str) else []
+    if not names:
+        raise ConfigError(f"--limit: expected HOST[,HOST...], got {spec!r}")
+    chosen = set()
+    for name in names:
+        matches = [i for i, host in enumerate(target.hosts) if name in _names(host)]
+        if len(matches) != 1:
+            known = ", ".join(host.address for host in target.hosts)
+            raise ConfigError(f"--limit: {name!r} " + (
+                "matches no host" if not matches else "matches several hosts") +
+                f" of {where}; the hosts: {known}")
+        chosen.add(matches[0])
+    return replace(target, hosts=tuple(h for i, h in enumerate(target.hosts) if i in chosen))
+
+
+def _names(host):
+    """Every name --limit knows a host by."""
+    bare = in_url(host.hostname)
+    names = {host.address, host.hostname, bare}
+    if host.port:
+        names |= {f"{bare}:{host.port}", f"{host.hostname}:{host.port}"}
+    if host.user:
+        names |= {f"{host.user}@{bare}", f"{host.user}@{host.hostname}"}
+    if host.instance_id:
+        names.add(host.instance_id)
+    return names
 
 
 def hosts_key(target, source):

@@ -31,6 +31,9 @@ def hello_service(fleet_root, **overrides):
         # The fleet's hosts share this machine's user: leave its crontab alone
         # (tests/deploy/test_systemd_mode.py covers `boot: cron`, and cleans up).
         "boot": "none",
+        # Every host at once: the suite's deploys stay fast. tests/deploy/test_rollout.py
+        # sets its own canary and batches.
+        "rollout": {"canary": 0, "batch": "100%"},
     }
     service.update(overrides)
     return service

@@ -1,15 +1,15 @@
 """Fixtures: a session-wide fleet of real sshd hosts and throwaway projects."""
 import pytest
 
-from tests.fleet import start_fleet
+from tests.fleet import app_port, start_fleet
 from tests.deploy.fleetstate import Builder
 from tests.project import Project, fleet_hosts, hello_service
 
 
 @pytest.fixture(scope="session")
 def fleet():
-    """Three OpenSSH servers on loopback; supervisords they end up running die with them."""
-    hosts = start_fleet(3)
+    """Six OpenSSH servers on loopback; supervisords they end up running die with them."""
+    hosts = start_fleet(6)
     try:
         yield hosts
     finally:
@@ -30,7 +30,7 @@ def make_project(fleet, wheel_cache):
     def make(name=None, **service_overrides):
         name = name or f"p{next(counter)}"
         project = Project(fleet.base / name, fleet, wheel_cache)
-        project.hosts = fleet_hosts(fleet)
+        project.hosts = fleet_hosts(fleet, [(s, app_port()) for s in fleet.servers[:3]])
         service = hello_service(f"{fleet.base}/{name}-hosts", **service_overrides)
         service["environments"] = {"test": {"hosts": project.hosts}}
         project.service = service

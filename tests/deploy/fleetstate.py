@@ -100,7 +100,8 @@ def table(text, first="host"):
     names = [lines[at][a:b].strip() for a, b in spans]
     rows = []
     for line in lines[at + 2:]:
-        if not line.strip() or line.startswith(("FAILED on", "deployed on", "rolled back on")):
+        if not line.strip() or line.startswith(("FAILED on", "deployed on", "rolled back on",
+                                                "ROLLED BACK", "INTERRUPTED")):
             break
         rows.append(dict(zip(names, (line[a:b].strip() for a, b in spans))))
     return rows
