@@ -60,7 +60,7 @@ def test_no_change_redeploy_skips_the_upload(build):
     assert release != before
     assert "upload release artifact" not in out
     assert all(project.health(i)["release"] == release for i in range(3))
-    assert re.findall(r"deployed  \S+\s+\S+\s+(\d+) round trips", out) == ["3", "3", "3"]
+    assert re.findall(r"deployed\s+\S+\s+\S+\s+\S+\s+(\d+) round trips", out) == ["3", "3", "3"]
 
 
 def test_failing_health_check_rolls_back(build):
@@ -71,7 +71,7 @@ def test_failing_health_check_rolls_back(build):
     proc = deploy_fails(project)
     failed = release_of(proc)
     assert "rolled-back" in proc.stdout
-    assert by_host(project, proc.stdout, "result") == ["rolled-back"] * 3
+    assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
     assert "last response: 503" in proc.stdout
     assert "FAILED on 3 of 3 host(s)" in proc.stdout
     for index in range(3):

@@ -20,8 +20,8 @@ def test_failed_first_deploy_leaves_no_current_and_nothing_running(build):
     break_health(project, SICK)
     proc = deploy_fails(project)
     failed = release_of(proc)
-    assert by_host(project, proc.stdout, "result") == ["rolled-back"] * 3
-    assert by_host(project, proc.stdout, "release") == [failed] * 3
+    assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
+    assert by_host(project, proc.stdout, "new release") == [failed] * 3
     assert "last response: 503" in proc.stdout
     assert "FAILED on 3 of 3 host(s)" in proc.stdout
     for index in range(3):
@@ -51,7 +51,7 @@ def test_health_check_requires_the_body_to_name_the_new_release(build):
                           '"commit": "0"})')
     proc = deploy_fails(project)
     failed = release_of(proc)
-    assert by_host(project, proc.stdout, "result") == ["rolled-back"] * 3
+    assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
     assert f'last response: 200 {{"status": "ok", "release": "{OTHER_RELEASE}"' in proc.stdout
     assert "FAILED on 3 of 3 host(s)" in proc.stdout
     for index in range(3):
@@ -70,9 +70,9 @@ def test_rollback_that_fails_is_reported_as_rollback_failed(build):
     break_health(project, SICK)
     proc = deploy_fails(project)
     failed = release_of(proc)
-    assert by_host(project, proc.stdout, "result") == \
+    assert by_host(project, proc.stdout, "outcome") == \
         ["rolled-back", "rollback-failed", "rolled-back"]
-    assert by_host(project, proc.stdout, "release") == [failed] * 3
+    assert by_host(project, proc.stdout, "new release") == [failed] * 3
     assert "FAILED on 3 of 3 host(s)" in proc.stdout
     for index in range(3):
         entry = history(project, index)[-1]

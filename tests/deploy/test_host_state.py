@@ -71,7 +71,7 @@ def refused_on_every_host(project, names):
     before = [outside_state(project, index) for index in range(len(names))]
     proc = deploy_fails(project)
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert by_host(project, proc.stdout, "result") == ["failed"] * len(names)
+    assert by_host(project, proc.stdout, "outcome") == ["failed"] * len(names)
     for index, link in enumerate(links):
         assert f"refusing: {link} is a symbolic link (to {os.readlink(link)})" in proc.stdout
         assert outside_state(project, index) == before[index]
@@ -161,7 +161,7 @@ def test_stale_pid_file_shadowing_source_failed_finish_and_forged_marks(build):
             proc = project.fab("service", "deploy")
             assert proc.returncode == 1, proc.stdout + proc.stderr
             second = release_of(proc)
-            assert by_host(project, proc.stdout, "result") == ["deployed (finish failed)"]
+            assert by_host(project, proc.stdout, "outcome") == ["deployed (finish failed)"]
             assert by_host(project, proc.stdout, "detail")[0].endswith(
                 "left undone: record 'deployed' in the history")
             assert "ok  release the lock" in proc.stdout
@@ -191,7 +191,7 @@ def test_stale_pid_file_shadowing_source_failed_finish_and_forged_marks(build):
     break_health(project, FORGING)
     proc = deploy_fails(project)
     assert "Traceback" not in proc.stdout + proc.stderr
-    assert by_host(project, proc.stdout, "result") == ["rolled-back"]
+    assert by_host(project, proc.stdout, "outcome") == ["rolled-back"]
     lines = proc.stdout.splitlines()
     for forged in ("fabship-step-done x", "fabship-step-failed 0 0", "fabship-step-done 99999"):
         assert any(line.endswith(f"| {forged}") for line in lines), forged  # shown as output

@@ -9,6 +9,7 @@ import pytest
 from tests.deploy.fleetstate import RELEASE, Background, by_host, change_code, deploy_fails, \
     deploy_ok, release_of, wait_until
 from tests.deploy.hostfaults import CountingProxy, Silent, resume, signal_sshd
+from tests.deploy.test_notify import Hook
 from tests.helpers import git
 
 FAST = ("--canary", "0", "--batch", "100%")  # the first release: every host at once
@@ -243,3 +244,39 @@ def test_at_most_parallel_connections_are_open_at_once(build):
         proxy.close()
     assert serving(project) == [release] * 6
     assert proxy.most == 2 and proxy.total >= 6
+
+
+def test_webhooks_hear_the_deploy_through_500s_and_a_dead_one_never_holds_it_up(build):
+    """A webhook answering 500 twice then 200 gets `started` and `succeeded` with the
+    deploy's facts and the bearer token; one that never answers is logged and given up,
+    and the deploy still exits 0. A dry-run posts nothing."""
+    hook, dead = Hook([(500, {}), (500, {})]), Silent()
+    try:
+        project = build.project(hosts=2)
+        project.service["notify"] = {
+            "webhooks": [{"url": hook.url + "?key=k", "token_env": "HOOK_TOKEN"},
+                         {"url": f"http://127.0.0.1:{dead.port}/never"}],
+            "timeout": 1, "retries": 3, "max_time": 4}
+        project.write_config({"hello": project.service})
+        project.commit("notify")
+        dry = project.fab("--dry", "service", "deploy", env={"HOOK_TOKEN": "t0ken-xyz"})
+        assert dry.returncode == 0 and hook.requests == []
+        proc = project.fab("service", "deploy", env={"HOOK_TOKEN": "t0ken-xyz"})
+    finally:
+        hook.close()
+        dead.close()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    release = release_of(proc)
+    assert len(hook.requests) == 4  # 500, 500, then `started`; `succeeded` at once
+    assert {r.headers["Authorization"] for r in hook.requests} == {"Bearer t0ken-xyz"}
+    started, succeeded = hook.payloads()[-2:]
+    head = git(project.root, "rev-parse", "HEAD")
+    hosts = [address(project, i) for i in range(2)]
+    assert started["event"] == "started" and succeeded["event"] == "succeeded"
+    for payload in (started, succeeded):
+        assert (payload["service"], payload["environment"], payload["release"],
+                payload["commit"], payload["hosts"]) == ("hello", "test", release, head, hosts)
+    assert succeeded["outcome"] == "succeeded" and succeeded["duration"] > 0
+    assert "t0ken-xyz" not in proc.stdout + proc.stderr + json.dumps(hook.payloads())
+    assert re.search(r"notify: http://127\.0\.0\.1:\d+/never gave up on 'started'",
+                     proc.stdout), proc.stdout[-2000:]
