@@ -9,10 +9,10 @@ import shlex
 from deploy.artifact import Artifact
 from deploy.commands import boot, health, lock, release, supervisor, systemd
 from deploy.facts import UNKNOWN, Facts, parse_facts
-from deploy.operations import rollback_plan
+from deploy.rollback import rollback_plan
 from deploy.planner import build_host_plan, owner_record, probe_batch
 from deploy.secrets import Secret
-from deploy.steps import Run
+from deploy.steps import Batch, Run
 from tests.deploy.helpers import RELEASE, contexts
 
 SOURCE = Artifact("d" * 64, b"source-bytes")
@@ -26,6 +26,7 @@ SCRIPTS.update({"set -e" + boot.INSTALL: "BOOT_INSTALL", "set -e" + systemd.INST
                 "set -e" + systemd.STOP: "UNIT_STOP"})
 UNIT = "fabship-hello-73182f8e.service"  # sha256("/srv/hello") starts 73182f8e
 TOKENS = {shlex.quote(owner_record(RELEASE)): "OWNER",
+          shlex.quote(owner_record(RELEASE, "rollback")): "ROLLBACK_OWNER",
           "/srv/hello/releases/." + RELEASE.release_id + ".tmp": "STAGING",
           "/srv/hello/artifacts/" + SOURCE.name: "ARTIFACT",
           "/srv/hello/venvs/" + "k" * 16: "VENV", "/srv/hello/current/.fabship/": "CUR/",
@@ -55,9 +56,20 @@ def outline(step):
     return short(f"{step.label} | {what}" + (f" | unless {step.unless}" if step.unless else ""))
 
 
-def batches(plan, part):
-    """[(batch label, [step outlines])] of one part of a plan."""
-    return [(short(b.label), [outline(s) for s in b.steps]) for b in getattr(plan, part)]
+def phases(part):
+    """[(phase name, stage, [step outlines])] of one part of a plan (rollout, revert)."""
+    return [(phase.name, phase.stage, [outline(s) for s in phase.steps]) for phase in part]
+
+
+def finishes(plan):
+    """{key: (phase name, stage, [step outlines])} of the plan's finish phases, in order."""
+    return [(key, phase.name, phase.stage, [outline(s) for s in phase.steps])
+            for key, phase in plan.finish.items()]
+
+
+def steps_of(part):
+    """Every step of a part of a plan, in order."""
+    return [step for phase in part for step in phase.steps]
 
 
 def history(status, previous):
@@ -88,62 +100,116 @@ SHIP = [
     "link the venv | ln -sfnT VENV STAGING/.fabship/venv",
     "link shared/ | ln -sfnT ROOT/shared STAGING/shared",
     "move the release into place | mv -T STAGING ROOT/releases/R",
-    "check the lock is still ours | STILL_OURS /srv/hello OWNER",
-    "switch current (rename) | SWITCH /srv/hello ROOT/releases/R",
+]
+SWITCH = "switch current (rename) | SWITCH /srv/hello ROOT/releases/R"
+RESTART = [
     "reload supervisord's config | RELOAD VENV/bin/python CUR/supervisord.conf /srv/hello "
     "''",
     "restart through supervisord (started if not running) | RESTART VENV/bin/python "
     "CUR/supervisord.conf /srv/hello hello",
     "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
-    "health check: http://127.0.0.1:8080/health names R | CHECK VENV/bin/python "
-    "http://127.0.0.1:8080/health R 15",
 ]
+HEALTH = ("health check: http://127.0.0.1:8080/health names R | CHECK VENV/bin/python "
+          "http://127.0.0.1:8080/health R 15")
 UPLOADS_ONLY_WHEN_MISSING = {2, 3, 11, 13}
+FENCE = ("/srv/hello/.lock", owner_record(RELEASE))
+
+
+def rollout(ship, restart=None):
+    """The rollout's phases: ship, switch, switch (restart), verify (health)."""
+    return [("ship", None, ship), ("switch", None, [SWITCH]),
+            ("switch", "restart", RESTART if restart is None else restart),
+            ("verify", "health", [HEALTH])]
+
+
+def revert_to(name):
+    """The revert phases back to release `name` (a token: r0, r1), under supervisord."""
+    back = f"ROOT/releases/{name}/.fabship/venv/bin/python"
+    return [
+        ("revert", None, [f"switch current back to {name} | SWITCH /srv/hello "
+                          f"ROOT/releases/{name}"]),
+        ("revert", "restart", [
+            f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf /srv/hello ''",
+            f"restart through supervisord (started if not running) | RESTART {back} "
+            "CUR/supervisord.conf /srv/hello hello",
+            "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello"]),
+        ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {name} | "
+                              f"CHECK {back} http://127.0.0.1:8080/health {name} 15"])]
+
+
+STOP_FIRST = [("revert", None, [
+    "stop the program | STOP VENV/bin/python CUR/supervisord.conf /srv/hello hello",
+    "remove current | rm -f ROOT/current"])]
 
 
 def finish(previous, protected):
-    """(on_success, on_failure) of a plan whose `current` was `previous`."""
+    """The finish phases (served, failed, rolled-back, untouched) of a plan whose revert
+    target is `previous`, its prune keeping `protected`."""
     unlock = "release the lock | RELEASE /srv/hello OWNER"
-    return ([("record, prune, unlock", [
+    return [("served", "finish", None, [
         "mark the release as served | touch ROOT/releases/R/.fabship/served",
         history("deployed", previous),
         f"prune releases to the newest 4 | PRUNE ROOT/releases 4 name {protected}",
-        "prune old artifacts | PRUNE ROOT/artifacts 4 time " + SOURCE.name, unlock])],
-            [("record the failure, unlock", [history("failed", previous), unlock])])
+        "prune old artifacts | PRUNE ROOT/artifacts 4 time " + SOURCE.name, unlock]),
+            ("failed", "finish", None, [history("failed", previous), unlock]),
+            ("rolled-back", "finish", None, [history("rolled-back", previous), unlock]),
+            ("untouched", "finish", None, [unlock])]
+
+
+def assert_one_fenced_round_trip(plan):
+    """The rollout is sent as one round trip, every step fenced by this run's lock."""
+    batch = plan.batch("ship, switch, restart, health check", plan.rollout)
+    assert batch == Batch("ship, switch, restart, health check", tuple(steps_of(plan.rollout)),
+                          FENCE)
+    assert plan.fence == FENCE and plan.revert_from == "switch"
+    assert [plan.needs_revert(name) for name in ("ship", "switch", "verify")] == [
+        False, True, True]  # a failure in ship changes nothing served
 
 
 def test_first_deploy_plan_exactly():
     """Nothing on the host: upload and build everything; a failure stops the program."""
     target, (ctx, _) = contexts()
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    assert plan.host == "deploy@10.0.0.5"
-    assert batches(plan, "batches") == [("ship, switch, restart, health check", SHIP)]
-    assert plan.rollback_from == (0, 18)
-    assert batches(plan, "rollback") == [("stop the failed first release", [
-        "stop the program | STOP VENV/bin/python CUR/supervisord.conf /srv/hello hello",
-        "remove current | rm -f ROOT/current"])]
-    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
+    assert (plan.host, plan.release, plan.previous) == (
+        "deploy@10.0.0.5", RELEASE.release_id, None)
+    assert phases(plan.rollout) == rollout(SHIP)
+    assert_one_fenced_round_trip(plan)
+    assert phases(plan.revert) == STOP_FIRST
+    assert finishes(plan) == finish(None, "R")
 
 
 def test_steady_state_plan_exactly():
-    """The host holds the artifact and venv: no uploads; a failure rolls back to current."""
+    """The host holds the artifact and venv: no uploads; a failure reverts to current,
+    which served (the prune keeps the new release, current and the revert target)."""
     target, (ctx, _) = contexts()
     facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
-                        "artifact=yes\nvenv=yes\n")
+                        f"served={R0} {R1}\nartifact=yes\nvenv=yes\n")
     plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
     ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
-    assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
-    assert plan.rollback_from == (0, 14) and ship[14].startswith("switch current")
-    back = "ROOT/releases/r1/.fabship/venv/bin/python"
-    assert batches(plan, "rollback") == [("roll back to r1", [
-        "switch current back to r1 | SWITCH /srv/hello ROOT/releases/r1",
-        f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf /srv/hello ''",
-        f"restart through supervisord (started if not running) | RESTART {back} "
-        "CUR/supervisord.conf /srv/hello hello",
-        "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
-        f"health check: http://127.0.0.1:8080/health names r1 | CHECK {back} "
-        "http://127.0.0.1:8080/health r1 15"])]
-    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish("r1", "R r1")
+    assert phases(plan.rollout) == rollout(ship)
+    assert len(ship) == 13 and steps_of(plan.rollout)[13].label == "switch current (rename)"
+    assert_one_fenced_round_trip(plan)
+    assert plan.previous == R1
+    assert phases(plan.revert) == revert_to("r1")
+    assert finishes(plan) == finish("r1", "R r1 r1")
+
+
+def test_revert_target_is_the_newest_release_that_served():
+    """`current` never served (a killed deploy left it): the revert goes to the newest
+    release that did, and the prune keeps current too; none served: stop and remove."""
+    target, (ctx, _) = contexts()
+    facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
+                        f"served={R0}\nartifact=yes\nvenv=yes\n")
+    plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
+    ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
+    assert phases(plan.rollout) == rollout(ship)
+    assert plan.previous == R0
+    assert phases(plan.revert) == revert_to("r0")
+    assert finishes(plan) == finish("r0", "R r1 r0")
+    never = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n")
+    first = build_host_plan(target.service, ctx, never, (SOURCE, DEPS), RELEASE)
+    assert first.previous is None and phases(first.revert) == STOP_FIRST
+    assert finishes(first) == finish(None, "R r1")
 
 
 def test_dry_run_plan_exactly():
@@ -152,13 +218,16 @@ def test_dry_run_plan_exactly():
     plan = build_host_plan(target.service, ctx, UNKNOWN, (SOURCE, DEPS), RELEASE)
     conditions = {2: "the host holds artifact dddddddddddd", 11: "the host holds artifact "
                   "dddddddddddd", 3: "venvs/kkkkkkkkkkkkkkkk is complete",
-                  13: "venvs/kkkkkkkkkkkkkkkk is complete", 19: "supervisord.conf is unchanged"}
+                  13: "venvs/kkkkkkkkkkkkkkkk is complete"}
     ship = [line + (f" | unless {conditions[i]}" if i in conditions else "")
             for i, line in enumerate(SHIP)]
-    assert batches(plan, "batches") == [("ship, switch, restart, health check", ship)]
-    assert batches(plan, "rollback") == [("if the release fails: switch back to the release "
-                                          "current pointed to, restart it and check it", [])]
-    assert (batches(plan, "on_success"), batches(plan, "on_failure")) == finish(None, "R")
+    restart = [RESTART[0] + " | unless supervisord.conf is unchanged", *RESTART[1:]]
+    assert phases(plan.rollout) == rollout(ship, restart)
+    assert_one_fenced_round_trip(plan)
+    # which release served is known only on the host: no revert steps (the printer says
+    # what the revert does), no revert target
+    assert (plan.revert, plan.previous) == ((), None)
+    assert finishes(plan) == finish(None, "R")
 
 
 def test_systemd_plans_exactly():
@@ -166,26 +235,64 @@ def test_systemd_plans_exactly():
     restarted; a failed first release stops and disables it."""
     target, (ctx, _) = contexts(manager="systemd")
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, None), RELEASE)
-    steps = batches(plan, "batches")[0][1]
+    steps = [outline(step) for step in steps_of(plan.rollout)]
     assert steps[3] == "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 0"
-    assert len(steps) == len(SHIP) - 1  # a unit for supervisord.conf; no reload, no crontab
+    # a unit for supervisord.conf; no reload, no crontab
+    assert len(steps) == len(SHIP) + 1 + len(RESTART) + 1 - 1
     assert [line.split(" | ")[0] for line in steps if "supervisor" in line] == []
     assert sum(line.startswith(f"write .fabship/{UNIT} | upload STAGING/.fabship/{UNIT} "
                                "644 text ") for line in steps) == 1
-    assert steps[-3:] == [
-        f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
-        f"/etc/systemd/system/{UNIT} {UNIT}",
-        f"restart {UNIT} | UNIT_RESTART {UNIT}",
-        SHIP[-1]]
-    assert batches(plan, "rollback") == [("stop the failed first release", [
+    assert phases(plan.rollout)[1:] == [
+        ("switch", None, [SWITCH]),
+        ("switch", "restart", [
+            f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
+            f"/etc/systemd/system/{UNIT} {UNIT}",
+            f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
+        ("verify", "health", [HEALTH])]
+    assert phases(plan.revert) == [("revert", None, [
         f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
         "remove current | rm -f ROOT/current"])]
-    steady = build_host_plan(target.service, ctx, parse_facts(f"current=/x/releases/{R1}\n"),
+    steady = build_host_plan(target.service, ctx,
+                             parse_facts(f"current=/x/releases/{R1}\nserved={R1}\n"),
                              (SOURCE, None), RELEASE)
-    assert [line.split(" | ")[0] for line in batches(steady, "rollback")[0][1]] == [
-        "switch current back to r1", f"install and enable {UNIT}, reload systemd",
-        f"restart {UNIT}", "health check: http://127.0.0.1:8080/health names r1"]
+    assert [(name, stage, [line.split(" | ")[0] for line in lines])
+            for name, stage, lines in phases(steady.revert)] == [
+        ("revert", None, ["switch current back to r1"]),
+        ("revert", "restart", [f"install and enable {UNIT}, reload systemd",
+                               f"restart {UNIT}"]),
+        ("revert", "health", ["health check: http://127.0.0.1:8080/health names r1"])]
 
+
+def test_rollback_plan_exactly():
+    """`fab service rollback` to r0: switch, restart, check, one fenced round trip; a goal
+    failing its check goes back to `current` when that one served, else has no revert."""
+    target, (ctx, _) = contexts()
+    where, owner = (ctx.host, ctx.layout, ctx.health_url), owner_record(RELEASE, "rollback")
+    facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
+                        f"served={R0} {R1}\n")
+    plan = rollback_plan(target.service, where, R0, facts, owner)
+    assert (plan.host, plan.release, plan.previous) == ("deploy@10.0.0.5", R0, R1)
+    assert phases(plan.rollout) == [(name, stage, lines) for name, (_, stage, lines) in zip(
+        ("switch", "switch", "verify"), revert_to("r0"))]
+    assert plan.fence == ("/srv/hello/.lock", owner) and plan.revert_from == "switch"
+    assert plan.batch("b", plan.rollout).steps == tuple(steps_of(plan.rollout))
+    assert phases(plan.revert) == revert_to("r1")
+
+    def record(status):
+        entry = {"release": "r0", "status": status, "host": "deploy@10.0.0.5",
+                 "deployer": "alice", "origin": "laptop", "previous": "r1",
+                 "started": "2026-11-23T12:00:00Z"}
+        return (f"record '{status}' in the history | APPEND_HISTORY ROOT/deploys.jsonl "
+                + shlex.quote(json.dumps(entry).rstrip("}")))
+    unlock = "release the lock | RELEASE /srv/hello ROLLBACK_OWNER"
+    assert finishes(plan) == [("served", "finish", None, [record("rollback"), unlock]),
+                              ("failed", "finish", None, [record("rollback-failed"), unlock]),
+                              ("untouched", "finish", None, [unlock])]
+    unserved = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
+                           f"served={R0}\n")
+    blind = rollback_plan(target.service, where, R0, unserved, owner)
+    assert (blind.previous, blind.revert) == (None, ())
+    assert phases(blind.rollout) == phases(plan.rollout)
 
 
 def test_systemd_user_reaches_every_unit_install():
@@ -194,12 +301,15 @@ def test_systemd_user_reaches_every_unit_install():
     target, (ctx, _) = contexts(manager="systemd", user="app")
     install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
                f"/etc/systemd/system/{UNIT} {UNIT} ROOT/current app")
-    before = "20260101T000000.000Z-abc1234"  # the release `current` names
-    plan = build_host_plan(target.service, ctx, Facts(current=before), (SOURCE, None), RELEASE)
+    before = "20260101T000000.000Z-abc1234"  # the release `current` names (it served)
+    plan = build_host_plan(target.service, ctx, Facts(current=before, served=(before,)),
+                           (SOURCE, None), RELEASE)
+    now = Facts(current=RELEASE.release_id, releases=(before, RELEASE.release_id),
+                served=(before, RELEASE.release_id))  # rolling back from R to `before`
     back = rollback_plan(target.service, (ctx.host, ctx.layout, ctx.health_url), before,
-                         RELEASE.release_id, owner_record(RELEASE))
-    for part in (plan.batches, plan.rollback, back.batches):
-        steps = [outline(step) for step in part[0].steps]
+                         now, owner_record(RELEASE))
+    for part in (plan.rollout, plan.revert, back.rollout, back.revert):
+        steps = [outline(step) for step in steps_of(part)]
         assert steps[steps.index(install) + 1] == f"restart {UNIT} | UNIT_RESTART {UNIT}"
 
 def test_secret_files_are_uploaded_as_secret_text(tmp_path):
@@ -209,7 +319,7 @@ def test_secret_files_are_uploaded_as_secret_text(tmp_path):
     target, (ctx, _) = contexts(secrets=(secret,), project=tmp_path,
                                 templates=[{"src": "db.j2", "dest": "db.env"}])
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
-    upload = plan.batches[0].steps[4]
+    upload = plan.rollout[0].steps[4]
     assert outline(upload) == "write db.env | upload STAGING/db.env 600 secret 10"
     assert upload.text == "PW=s3cr3t\n"
     assert upload.shown == upload.text.replace("s3cr3t", "********")

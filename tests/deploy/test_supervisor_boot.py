@@ -3,6 +3,7 @@ real `crontab` (every line a test adds names a root holding this module's token,
 `tab` fixture removes them all), then a real deploy over sshd whose line starts
 supervisord again after a simulated reboot (everything killed with SIGKILL).
 """
+import json
 import os
 import shutil
 import signal
@@ -16,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from deploy.commands import boot
+from deploy.events import EventBus
 from deploy.executor import HostExecutor
+from deploy.outcome import HostState, Outcome
 from deploy.rehearsal import Rehearsal
-from deploy.steps import Batch, HostPlan, Run
+from deploy.steps import HostPlan, Phase, Run
 from tests.deploy.fleetstate import deploy_ok
 
 TOKEN = f"fabship-test-{uuid.uuid4().hex[:12]}"  # in every root this module puts in a crontab
@@ -185,22 +188,35 @@ class NoCronHost:  # pylint: disable=too-few-public-methods
 
 
 def test_the_deploy_prints_the_warning_and_goes_on(tmp_path):
-    """The executor shows a step's `fabship: warning:` line; the host still ends deployed."""
+    """The executor reports a step's `fabship: warning:` line as one warning event; the host
+    still ends deployed."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("sh", "awk", "grep", "touch", "flock", "printf", "cat"):
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
-    plan = HostPlan("nocron", (Batch("restart", (
-        Run(boot.install("/srv/hello"), "start supervisord at boot (crontab @reboot)"),)),),
-        (1, 0), (), (), ())
-    lines = []
-    outcome = HostExecutor(NoCronHost(bin_dir), {}, lines.append).execute(plan, "r1")
-    assert outcome.status == "deployed", lines
-    warnings = [line for line in lines if "warning" in line]
-    assert warnings == ["[nocron] fabship: warning: no crontab command on this host: "
-                        "supervisord of /srv/hello will not start again after a reboot "
-                        "(see README, boot)"]
+    plan = HostPlan("nocron", "r1", None, (Phase("switch", (
+        Run(boot.install("/srv/hello"), "start supervisord at boot (crontab @reboot)"),),
+                                                 "restart"),), (),
+                    {"served": Phase("finish", ())})
+    events = []
+    run = HostExecutor(NoCronHost(bin_dir), plan, EventBus("r1", subscribers=[events.append]),
+                       {}, HostState("nocron", old=None, new="r1"))
+    assert run.roll() is True, events
+    assert (run.state.outcome, run.state.switched, run.state.detail) == (None, True, "")
+    run.state.outcome = Outcome.DEPLOYED  # as the fleet runner decides a switched host
+    run.finish("served")
+    assert (run.state.label(), run.state.finish_failed, run.state.detail) == (
+        "deployed", False, ""), events
+    assert [(e.kind, e.host, e.data.get("step")) for e in events
+            if e.kind in ("step_done", "step_failed")] == [
+        ("step_done", "nocron", "start supervisord at boot (crontab @reboot)")]
+    # every event but the -v command line (the script's text) that mentions a warning
+    warnings = [(e.kind, e.host, e.data) for e in events
+                if e.kind != "command" and "warning" in json.dumps(e.data)]
+    assert warnings == [("warning", "nocron", {
+        "text": "fabship: warning: no crontab command on this host: supervisord of "
+                "/srv/hello will not start again after a reboot (see README, boot)"})]
 
 
 # --- a real deploy, then a "reboot" -------------------------------------------------------
