@@ -105,11 +105,17 @@ class HostExecutor:
     def revert(self, fleet=False):
         """Back to the release that served before (or stop a failed first release)."""
         self.state.reached = "revert"
-        result, _ = self._run("revert", self.plan.revert)
         self.state.fleet_rollback = fleet
-        if result is not None and result.fenced:
+        if not any(phase.steps for phase in self.plan.revert):
+            self.state.outcome = Outcome.ROLLBACK_FAILED
+            self.state.note("no release that served to go back to; the host stays on "
+                            f"{self.state.new}")
+            self._emit("host_reverted", to=None, ok=False, reason="nothing to go back to")
+            return
+        result, _ = self._run("revert", self.plan.revert)
+        if result.fenced:
             self._taken_over(self._failure(result))
-        elif result is None or result.ok:
+        elif result.ok:
             self.state.outcome = Outcome.ROLLED_BACK
             if fleet:
                 self.state.note("fleet rollback: the failure budget ran out")

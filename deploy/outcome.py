@@ -38,11 +38,13 @@ class HostState:  # pylint: disable=too-many-instance-attributes
                                 Outcome.UNREACHABLE, Outcome.TAKEN_OVER) \
             and not self.fleet_rollback
 
-    def label(self, done="deployed"):
-        """The outcome as the closing table shows it (`done` names a success)."""
+    def label(self, done="deployed", reverted=Outcome.ROLLED_BACK.value):
+        """The outcome as the closing table shows it: `done` names a success, `reverted`
+        a host back where it started (a rollback says `rollback-failed` then)."""
         if self.outcome is None:
             return Outcome.UNTOUCHED.value
-        text = done if self.outcome is Outcome.DEPLOYED else self.outcome.value
+        text = {Outcome.DEPLOYED: done, Outcome.ROLLED_BACK: reverted}.get(
+            self.outcome, self.outcome.value)
         return text + (" (finish failed)" if self.finish_failed else "")
 
     def note(self, text):

@@ -135,6 +135,7 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     """
     release_id = release_info.release_id
     previous = facts.previous_for_revert if facts.known else None
+    before = facts.current if facts.known else None  # what the history calls previous
     layout = ctx.layout
     rollout = (
         Phase("ship", prepare_steps(service, ctx, facts, shipped)),
@@ -154,20 +155,19 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
     else:  # a failed first release: nothing served before it
         revert = (Phase("revert", (_stop(service, ctx),
                                    Run(("rm", "-f", layout.current), "remove current"))),)
-    protected = tuple(r for r in (release_id, facts.current if facts.known else None,
-                                  previous) if r)
+    protected = tuple(dict.fromkeys(r for r in (release_id, before, previous) if r))
     unlock = Run(lock.release(layout.root, owner_record(release_info)), "release the lock")
     finish = {
         "served": Phase("finish", (
             Run(release.mark_served(ctx.release_dir), "mark the release as served"),
-            _history(ctx, release_info, "deployed", previous),
+            _history(ctx, release_info, "deployed", before),
             Run(release.prune(layout.releases, service.keep_releases, protected),
                 f"prune releases to the newest {service.keep_releases}"),
             Run(release.prune(layout.artifacts, service.keep_releases,
                               (shipped[0].name,), order="time"), "prune old artifacts"),
             unlock)),
-        "failed": Phase("finish", (_history(ctx, release_info, "failed", previous), unlock)),
-        "rolled-back": Phase("finish", (_history(ctx, release_info, "rolled-back", previous),
+        "failed": Phase("finish", (_history(ctx, release_info, "failed", before), unlock)),
+        "rolled-back": Phase("finish", (_history(ctx, release_info, "rolled-back", before),
                                         unlock)),
         "untouched": Phase("finish", (unlock,)),
     }

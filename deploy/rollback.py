@@ -60,6 +60,8 @@ def rollback_plan(service, where, goal, facts, owner_json):
                                     unlock)),
          "failed": Phase("finish", (_record(where, goal, previous, owner_json,
                                             "rollback-failed"), unlock)),
+         "rolled-back": Phase("finish", (_record(where, goal, previous, owner_json,
+                                                 "rollback-failed"), unlock)),
          "untouched": Phase("finish", (unlock,))},
         (posixpath.join(layout.root, ".lock"), owner_json))
 
@@ -102,7 +104,7 @@ def rollback(project, target, options, out=None):
     with Session(project, target, release_info, known_secrets(project, target.service),
                  options, out) as session:
         run = session.fleet_run(jobs, settings, owner, options.get("break_lock"),
-                                done="rolled back")
+                                ("rolled back", "rollback-failed"))
         facts = run.check()
         try:
             goals = [rollback_goal(where[0], fact, options.get("to"))

@@ -66,10 +66,10 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
     """One rollout over a pool of connections (see the module's docstring)."""
 
     def __init__(self, jobs, pool, bus, settings, interrupt,  # pylint: disable=R0913,R0917
-                 owner, break_lock=False, done="deployed"):
+                 owner, break_lock=False, labels=("deployed", "rolled-back")):
         self.jobs, self.pool, self.bus, self.settings = list(jobs), pool, bus, settings
-        self.interrupt, self.owner, self.break_lock, self.done = \
-            interrupt, owner, break_lock, done
+        self.interrupt, self.owner, self.break_lock = interrupt, owner, break_lock
+        self.labels = labels  # how the table names a success, and a host gone back
         self.hosts = {job.host.address: job.host for job in self.jobs}
         self.states, self.started = {}, time.monotonic()
 
@@ -186,7 +186,7 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
         key = "rolled-back" if state.fleet_rollback else FINISH_KEYS.get(state.outcome)
         if key is not None:
             self._guard(plan, blobs, lambda executor: executor.finish(key))
-        self.bus.emit("host_done", host=plan.host, outcome=state.label(self.done),
+        self.bus.emit("host_done", host=plan.host, outcome=state.label(*self.labels),
                       old=state.old, new=state.new, seconds=round(state.seconds, 3),
                       reached=state.reached, detail=state.detail, trips=state.trips)
 
@@ -204,7 +204,7 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
             outcome, code = ("failed", 1) if failed else ("succeeded", 0)
             reason = ""
         self.bus.emit("finished", outcome=outcome, duration=round(
-            time.monotonic() - self.started, 3), hosts={s.host: s.label(self.done)
+            time.monotonic() - self.started, 3), hosts={s.host: s.label(*self.labels)
                                                         for s in states},
-                      failed=failed, reason=reason, done=self.done)
+                      failed=failed, reason=reason, done=self.labels[0])
         return FleetResult(outcome, code, states, reason)

@@ -50,11 +50,12 @@ class Session:  # pylint: disable=too-many-instance-attributes
                           text=f"pinned host key {conn.pinned} (first contact)")
         return conn
 
-    def fleet_run(self, jobs, settings, owner, break_lock, done="deployed"):  # pylint: disable=R0913,R0917
+    def fleet_run(self, jobs, settings, owner, break_lock,  # pylint: disable=R0913,R0917
+                  labels=("deployed", "rolled-back")):
         """The FleetRun of this session (its pool bounded by `settings.parallel`)."""
         self.pool = Pool(self._open, settings.parallel)
         return FleetRun(jobs, self.pool, self.bus, settings, self.interrupt, owner,
-                        break_lock, done)
+                        break_lock, labels)
 
     def __enter__(self):
         for warning in self.known.warnings:

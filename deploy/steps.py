@@ -98,6 +98,8 @@ def to_json(obj):
     """
     if isinstance(obj, (list, tuple)):
         return [to_json(item) for item in obj]
+    if isinstance(obj, dict):
+        return {key: to_json(value) for key, value in obj.items()}
     if hasattr(obj, "__dataclass_fields__"):
         data = {f.name: to_json(getattr(obj, f.name)) for f in fields(obj)}
         if data.get("shown") is not None:

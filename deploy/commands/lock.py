@@ -76,23 +76,11 @@ def probe(root, artifact_name, venv_key):
     return script(PROBE, root, artifact_name, venv_key)
 
 
-STILL_OURS = r"""
-if [ "$(cat "$1/.lock/owner.json" 2>/dev/null)" != "$2" ]; then
-  echo "the deploy lock was taken over (--break-lock); stopping before the switch"
-  exit 1
-fi
-"""
-
 RELEASE = r"""
 root=$1 owner=$2
 if [ ! -L "$root/.lock" ] && [ ! -L "$root/.lock/owner.json" ] &&
    [ "$(cat "$root/.lock/owner.json" 2>/dev/null)" = "$owner" ]; then rm -rf "$root/.lock"; fi
 """
-
-
-def still_ours(root, owner_json):
-    """Fail unless this run still holds the lock: a taken-over run must not switch."""
-    return script(STILL_OURS, root, owner_json)
 
 
 def release(root, owner_json):

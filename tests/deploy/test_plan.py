@@ -119,7 +119,7 @@ def test_steady_state_plan_skips_what_the_host_holds():
         ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {r1}"])]
     prune = plan.finish["served"].steps[2]
     # the new release, `current` and the revert target (here `current` again) are kept
-    assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, r1, r1)
+    assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, r1)
 
 
 def test_revert_goes_back_only_to_a_release_that_served():

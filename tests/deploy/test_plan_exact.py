@@ -143,8 +143,8 @@ STOP_FIRST = [("revert", None, [
 
 
 def finish(previous, protected):
-    """The finish phases (served, failed, rolled-back, untouched) of a plan whose revert
-    target is `previous`, its prune keeping `protected`."""
+    """The finish phases (served, failed, rolled-back, untouched) of a plan whose host was
+    on `previous` (the history's "previous"), its prune keeping `protected`."""
     unlock = "release the lock | RELEASE /srv/hello OWNER"
     return [("served", "finish", None, [
         "mark the release as served | touch ROOT/releases/R/.fabship/served",
@@ -191,7 +191,7 @@ def test_steady_state_plan_exactly():
     assert_one_fenced_round_trip(plan)
     assert plan.previous == R1
     assert phases(plan.revert) == revert_to("r1")
-    assert finishes(plan) == finish("r1", "R r1 r1")
+    assert finishes(plan) == finish("r1", "R r1")
 
 
 def test_revert_target_is_the_newest_release_that_served():
@@ -205,11 +205,11 @@ def test_revert_target_is_the_newest_release_that_served():
     assert phases(plan.rollout) == rollout(ship)
     assert plan.previous == R0
     assert phases(plan.revert) == revert_to("r0")
-    assert finishes(plan) == finish("r0", "R r1 r0")
+    assert finishes(plan) == finish("r1", "R r1 r0")  # the history names what it was on
     never = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n")
     first = build_host_plan(target.service, ctx, never, (SOURCE, DEPS), RELEASE)
     assert first.previous is None and phases(first.revert) == STOP_FIRST
-    assert finishes(first) == finish(None, "R r1")
+    assert finishes(first) == finish("r1", "R r1")
 
 
 def test_dry_run_plan_exactly():
@@ -287,6 +287,8 @@ def test_rollback_plan_exactly():
     unlock = "release the lock | RELEASE /srv/hello ROLLBACK_OWNER"
     assert finishes(plan) == [("served", "finish", None, [record("rollback"), unlock]),
                               ("failed", "finish", None, [record("rollback-failed"), unlock]),
+                              ("rolled-back", "finish", None,
+                               [record("rollback-failed"), unlock]),
                               ("untouched", "finish", None, [unlock])]
     unserved = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
                            f"served={R0}\n")
