@@ -42,8 +42,8 @@ def table_row(host, done):
     if done is None:
         return (host, "untouched", "-", "-", "-", "")
     trips = done.get("trips")
-    detail = "; ".join(part for part in (done.get("detail") or "",
-                                         f"{trips} round trips" if trips else "") if part)
+    detail = "; ".join(part for part in (f"{trips} round trips" if trips else "",
+                                         done.get("detail") or "") if part)
     return (host, done.get("outcome"), done.get("old") or "-", done.get("new") or "-",
             f"{done.get('seconds') or 0:.1f}", detail)
 

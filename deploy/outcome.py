@@ -45,7 +45,9 @@ class HostState:  # pylint: disable=too-many-instance-attributes
             return Outcome.UNTOUCHED.value
         text = {Outcome.DEPLOYED: done, Outcome.ROLLED_BACK: reverted}.get(
             self.outcome, self.outcome.value)
-        return text + (" (finish failed)" if self.finish_failed else "")
+        # a failed host's detail says what its finish left undone
+        return text + (" (finish failed)" if self.finish_failed and
+                       self.outcome is Outcome.DEPLOYED else "")
 
     def note(self, text):
         """Add to the detail."""

@@ -92,7 +92,10 @@ def plan_lines(host, probe, plan, secrets=()):
     """The dry-run's text for one host: every command, every upload with its content,
     by phase: the rollout's round trip, the revert, then each finish."""
     lines = batch_lines(1, probe, secrets)
-    lines.append(batch_title(2, plan.batch("ship, switch, restart, health check", ())))
+    ships = any(phase.name == "ship" for phase in plan.rollout)
+    lines.append(batch_title(2, plan.batch("ship, switch, restart, health check" if ships else
+                                           f"switch to {plan.release}, restart, health check",
+                                           ())))
     if plan.fence:
         lines.append("  (each step runs only while this run holds the deploy lock)")
     for phase in plan.rollout:

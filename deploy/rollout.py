@@ -125,7 +125,8 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
     # 2.-4. the rollout
     def run(self, plans, facts, blobs):
         """Roll `plans` out (in the order of the hosts); the FleetResult."""
-        self.states = {plan.host: HostState(plan.host, old=fact.current, new=plan.release)
+        self.states = {plan.host: HostState(plan.host, old=fact.current, new=plan.release,
+                                            trips=1)  # the up-front lock and probe
                        for plan, fact in zip(plans, facts)}
         by_host = {plan.host: plan for plan in plans}
         waves = make_waves([plan.host for plan in plans], self.settings)

@@ -143,7 +143,7 @@ def test_closing_table_has_every_host_in_order_untouched_ones_too():
         {"host": "h2", "outcome": "untouched", "old release": "-", "new release": "-",
          "seconds": "-", "detail": ""},
         {"host": "h3", "outcome": "failed", "old release": "r1", "new release": "-",
-         "seconds": "1.2", "detail": "health check: 503; 2 round trips"}]
+         "seconds": "1.2", "detail": "2 round trips; health check: 503"}]
     assert lines[-1] == "FAILED on 1 of 3 host(s): h3"
 
 

@@ -221,7 +221,7 @@ def test_secret_in_the_output_of_a_failed_deploy_is_masked(make_project):
         # the secret did reach the host (so the app really had it to leak)
         assert (release / "db.env").read_text() == f"DB_PASSWORD={SECRET}\n"
         assert not (root / ".lock").exists()
-    assert "FAILED on 3 of 3 host(s)" in proc.stdout
+    assert "ROLLED BACK: 3 host(s) failed, more than max_fail 0" in proc.stdout
 
 
 def pip_installs(roots):

@@ -73,7 +73,7 @@ def test_failing_health_check_rolls_back(build):
     assert "rolled-back" in proc.stdout
     assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
     assert "last response: 503" in proc.stdout
-    assert "FAILED on 3 of 3 host(s)" in proc.stdout
+    assert "ROLLED BACK: 3 host(s) failed, more than max_fail 0" in proc.stdout
     for index in range(3):
         assert project.current(index) == serving
         assert project.health(index)["release"] == serving

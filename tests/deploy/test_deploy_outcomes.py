@@ -23,7 +23,7 @@ def test_failed_first_deploy_leaves_no_current_and_nothing_running(build):
     assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
     assert by_host(project, proc.stdout, "new release") == [failed] * 3
     assert "last response: 503" in proc.stdout
-    assert "FAILED on 3 of 3 host(s)" in proc.stdout
+    assert "ROLLED BACK: 3 host(s) failed, more than max_fail 0" in proc.stdout
     for index in range(3):
         root = project.host_root(index)
         assert not os.path.lexists(root / "current")
@@ -53,7 +53,7 @@ def test_health_check_requires_the_body_to_name_the_new_release(build):
     failed = release_of(proc)
     assert by_host(project, proc.stdout, "outcome") == ["rolled-back"] * 3
     assert f'last response: 200 {{"status": "ok", "release": "{OTHER_RELEASE}"' in proc.stdout
-    assert "FAILED on 3 of 3 host(s)" in proc.stdout
+    assert "ROLLED BACK: 3 host(s) failed, more than max_fail 0" in proc.stdout
     for index in range(3):
         assert project.current(index) == previous
         assert project.health(index)["release"] == previous
@@ -73,7 +73,7 @@ def test_rollback_that_fails_is_reported_as_rollback_failed(build):
     assert by_host(project, proc.stdout, "outcome") == \
         ["rolled-back", "rollback-failed", "rolled-back"]
     assert by_host(project, proc.stdout, "new release") == [failed] * 3
-    assert "FAILED on 3 of 3 host(s)" in proc.stdout
+    assert "ROLLED BACK: 3 host(s) failed, more than max_fail 0" in proc.stdout
     for index in range(3):
         entry = history(project, index)[-1]
         assert (entry["status"], entry["release"]) == ("failed", failed)
