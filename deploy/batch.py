@@ -30,8 +30,10 @@ from .steps import Run, Upload
 FENCED = 256  # the "exit code" of a step not run because the lock was taken over
 OURS = r"""
 ours() {
-  if [ ! -L "$1" ] && [ ! -L "$1/owner.json" ] && IFS= read -r held < "$1/owner.json" &&
-     [ "$held" = "$2" ]; then return 0; fi
+  if [ ! -L "$1" ] && [ ! -L "$1/owner.json" ] &&
+     { IFS= read -r held < "$1/owner.json"; } 2>/dev/null && [ "$held" = "$2" ]; then
+    return 0
+  fi
   echo "the deploy lock was taken over (--break-lock); stopping before anything else changes"
   return 1
 }

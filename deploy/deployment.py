@@ -157,16 +157,18 @@ def deploy(project, target, options, out=None):
         run = session.fleet_run(jobs, settings, owner_record(release),
                                 options.get("break_lock", False))
         facts = run.check()
-        deps = None
-        if not all(f.has_venv for f in facts):
-            try:
+        try:  # nothing switched yet: any error, even Ctrl-C, gives every lock back
+            deps = None
+            if not all(f.has_venv for f in facts):
                 deps = artifacts.build_deps(prepared.specs, project.cache, log=session.say,
                                             hide=target.service.secret_env)
-            except BaseException:  # even Ctrl-C: never leave the hosts locked
-                run.unlock(jobs)
-                raise
-        plans = [build_host_plan(target.service, ctx, fact, (prepared.source, deps), release)
-                 for ctx, fact in zip(prepared.contexts, facts)]
+            session.check_interrupt("before any switch (while the venv was built)")
+            plans = [build_host_plan(target.service, ctx, fact, (prepared.source, deps),
+                                     release) for ctx, fact in zip(prepared.contexts, facts)]
+        except BaseException:
+            run.unlock(jobs)
+            session.check_interrupt("before any switch (while the venv was built)")
+            raise
         result = run.run(plans, facts, {"source": prepared.source.data,
                                         "deps": deps.data if deps else b""})
     return result.code

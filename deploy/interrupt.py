@@ -8,6 +8,7 @@ signals only say that it is still finishing.
 import os
 import signal
 import threading
+import time
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -16,12 +17,14 @@ class Interrupt:
     """The stop flag, and a context manager installing the handlers (main thread only)."""
 
     def __init__(self):
-        self.signum, self.event, self.saved = None, threading.Event(), {}
+        # A plain attribute, no lock: the handler runs in the main thread between any two
+        # bytecodes, possibly while it holds a lock the handler would need.
+        self.signum, self.saved = None, {}
 
     @property
     def requested(self):
         """Whether a signal asked the run to stop."""
-        return self.event.is_set()
+        return self.signum is not None
 
     @property
     def exit_code(self):
@@ -41,13 +44,15 @@ class Interrupt:
                   "flight; their locks are given back when they end")
             return
         self.signum = signum
-        self.event.set()
         _tell(f"{self.name}: stopping: no new host is started; the ones in flight finish "
               "(or go back), then every lock is given back")
 
     def wait(self, seconds):
-        """Sleep, waking early when a signal asks to stop; True if it did."""
-        return self.event.wait(seconds)
+        """Sleep, waking early (within 0.1 s) when a signal asks to stop; True if it did."""
+        deadline = time.monotonic() + seconds
+        while not self.requested and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return self.requested
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():

@@ -182,6 +182,13 @@ class Notifier:  # pylint: disable=too-many-instance-attributes
                                   f"{hook.token_env} (token_env) is not set; not posting "
                                   "to this webhook")
                     continue
+                if not token.isprintable() or not token.isascii() or " " in token:
+                    if hook not in self._warned:  # a header cannot carry it; never shown
+                        self._warned.add(hook)
+                        self._say(f"notify: {hook.public}: {hook.token_env} (token_env) "
+                                  "holds spaces, line breaks or other characters a header "
+                                  "cannot carry; not posting to this webhook")
+                    continue
                 headers["Authorization"] = f"Bearer {token}"
             self._send(hook, payload["event"], body, headers, token)
 
@@ -216,7 +223,8 @@ class Notifier:  # pylint: disable=too-many-instance-attributes
         if query:
             text = text.replace(query, "...")
         if token:
-            text = text.replace(token, "********")
+            for shown in (token, repr(token)[1:-1], f"Bearer {token}"):
+                text = text.replace(shown, "********")
         count = "" if attempts is None else \
             f" after {attempts} attempt{'' if attempts == 1 else 's'}"
         self._say(f"notify: {hook.public} gave up on {name!r}{count}: {text}")

@@ -36,9 +36,10 @@ class Webhook:
 
     @property
     def public(self):
-        """scheme://host:port/path: the URL as logs show it (no query, no user info)."""
+        """scheme://host:port/...: the URL as logs show it. No path, query or user info:
+        many webhooks (Slack, Discord, Teams) carry their secret in the path."""
         parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}/..."
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,8 @@ def parse_url(reader, value, path):
 def seconds(reader, value, path, high):
     """A number of seconds > 0 and <= high."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or not 0 < value <= high:
+            or isinstance(value, int) and not 0 < value <= high \
+            or not math.isfinite(value) or not 0 < value <= high:  # ints first: no overflow
         reader.fail(path, f"a number of seconds > 0 and <= {high}", value)
     return float(value)
 

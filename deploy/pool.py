@@ -22,9 +22,12 @@ class Pool:
     def use(self, host):
         """An open connection to `host` for the block (opened if need be)."""
         conn, stale = self._claim(host.address)
-        for old in stale:
-            old.close()
         try:
+            for old in stale:
+                old.close()
+            if conn is not None and not getattr(conn, "alive", True):
+                conn.close()  # died while idle (a reset, a long pause): open a new one
+                conn = None
             if conn is None:
                 conn = self.opener(host)
             yield conn

@@ -97,7 +97,7 @@ class Reader:
     def number(self, value, path, low, kind=float, high=None):
         """A finite number (int when kind is int) from `low` to `high` (if given)."""
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and math.isfinite(value)
+            and (isinstance(value, int) or math.isfinite(value))  # a huge int: no overflow
         if ok and kind is int:
             ok = isinstance(value, int)
         what = "a whole number" if kind is int else "a number"

@@ -106,13 +106,12 @@ def rollback(project, target, options, out=None):
         run = session.fleet_run(jobs, settings, owner, options.get("break_lock"),
                                 ("rolled back", "rollback-failed"))
         facts = run.check()
-        try:
-            goals = [rollback_goal(where[0], fact, options.get("to"))
-                     for where, fact in zip(hosts, facts)]
-        except DeployError:
+        try:  # nothing switched yet: any error gives every lock back
+            plans = [rollback_plan(target.service, where,
+                                   rollback_goal(where[0], fact, options.get("to")), fact,
+                                   owner) for where, fact in zip(hosts, facts)]
+        except BaseException:
             run.unlock(jobs)
             raise
-        plans = [rollback_plan(target.service, where, goal, fact, owner)
-                 for where, goal, fact in zip(hosts, goals, facts)]
         result = run.run(plans, facts, {})
     return result.code

@@ -72,14 +72,27 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
         self.labels = labels  # how the table names a success, and a host gone back
         self.hosts = {job.host.address: job.host for job in self.jobs}
         self.states, self.started = {}, time.monotonic()
+        self.bug, self.exceeded, self.budget, self.skipped = None, False, 0, 0
 
     def _each(self, function, items):
-        """function(item) for every item, at most `parallel` at once; a bug propagates."""
+        """function(item) for every item, at most `parallel` at once. A bug (anything but
+        a DeployError) is kept in `self.bug` and stops new work: the run still finishes
+        every host, then raises it (see `raise_bug`)."""
         results = each(function, items, self.settings.parallel)
         for _, _, error in results:
-            if error is not None and not isinstance(error, DeployError):
-                raise error
+            if error is not None and not isinstance(error, DeployError) and self.bug is None:
+                self.bug = error
         return results
+
+    def raise_bug(self):
+        """Raise the bug a worker met, if one did."""
+        if self.bug is not None:
+            raise self.bug
+
+    @property
+    def stopping(self):
+        """No new host is started: a signal, a bug, or the failure budget ran out."""
+        return self.interrupt.requested or self.bug is not None or self.exceeded
 
     # 1. up front
     def check(self):
@@ -93,17 +106,22 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
                 return run_batch(conn, probe_batch(job.layout, self.owner, self.break_lock,
                                                    job.wanted), {})
         results = self._each(probe, self.jobs)
-        unreachable, locked = [], []
+        unreachable, locked, held = [], [], set()
         for job, result, error in results:
             if error is not None:
                 unreachable.append(str(error))
             elif result is not None and not result.ok:
                 holder = parse_lock_owner(result.output)
+                if holder is not None:
+                    held.add(job.host.address)
                 locked.append(f"{job.host.address}: " + (
                     f"locked by {describe_owner(holder)}" if holder is not None else
                     f"probe failed: {result.output.strip()[-300:]}"))
-        if unreachable or locked or self.interrupt.requested:
-            self.unlock([job for job, result, _ in results if result and result.ok])
+        if unreachable or locked or self.interrupt.requested or self.bug is not None:
+            # every host but those another run holds: the release checks the owner, and a
+            # probe that failed half-way may have taken the lock before it did
+            self.unlock([job for job in self.jobs if job.host.address not in held])
+            self.raise_bug()
             if unreachable:
                 raise DeployError("cannot reach every host; nothing was changed:\n  " +
                                   "\n  ".join(unreachable + locked))
@@ -116,11 +134,17 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
         return [parse_facts(result.output) for _, result, _ in results]
 
     def unlock(self, jobs):
-        """Give back the locks this run took on these hosts (errors ignored: best effort)."""
+        """Give back the locks this run took on these hosts (only ever this run's own: the
+        release checks the owner). A host that cannot be reached is warned about."""
         def give_back(job):
             with self.pool.use(job.host) as conn:
-                conn.run(shlex.join(lock.release(job.layout.root, self.owner)))
-        each(give_back, jobs, self.settings.parallel)
+                code, output = conn.run(shlex.join(lock.release(job.layout.root, self.owner)))
+            if code:
+                raise DeployError(f"{job.host.address}: {output.strip()[-200:]}")
+        for job, _, error in each(give_back, jobs, self.settings.parallel):
+            if error is not None:
+                self.bus.emit("warning", host=job.host.address,
+                              text=f"could not give the lock back: {error}")
 
     # 2.-4. the rollout
     def run(self, plans, facts, blobs):
@@ -130,28 +154,25 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
                        for plan, fact in zip(plans, facts)}
         by_host = {plan.host: plan for plan in plans}
         waves = make_waves([plan.host for plan in plans], self.settings)
-        budget = self.settings.budget(len(plans))
-        exceeded = False
+        self.budget = self.settings.budget(len(plans))
         for number, wave in enumerate(waves, start=1):
-            if self.interrupt.requested:
+            if self.stopping:
+                self.skipped += sum(len(rest) for rest in waves[number - 1:])
                 break
             self.bus.emit("wave_started", wave=number, waves=len(waves), hosts=wave)
             self._each(lambda host: self._roll(by_host[host], blobs), wave)
             failed = [h for h in wave if self.states[h].failed]
             self.bus.emit("wave_done", wave=number, waves=len(waves), failed=len(failed))
-            if sum(state.failed for state in self.states.values()) > budget:
-                exceeded = True
-                break
-            if number < len(waves) and self.settings.pause and \
-                    self.interrupt.wait(self.settings.pause):
-                break
-        if exceeded:
-            self._fleet_rollback(by_host, blobs, budget)
+            if number < len(waves) and self.settings.pause and not self.stopping:
+                self.interrupt.wait(self.settings.pause)
+        if self.exceeded:
+            self._fleet_rollback(by_host, blobs)
         for state in self.states.values():
             if state.outcome is None:
                 state.outcome = Outcome.DEPLOYED if state.switched else Outcome.UNTOUCHED
         self._each(lambda plan: self._finish(plan, blobs), plans)
-        return self._result(exceeded, budget)
+        self.raise_bug()
+        return self._result()
 
     def _guard(self, plan, blobs, work):
         """Run work(executor) on the host's connection; a DeployError makes it unreachable."""
@@ -169,38 +190,44 @@ class FleetRun:  # pylint: disable=too-many-instance-attributes
             self.bus.emit("host_failed", host=plan.host, phase=state.reached, reason=str(exc))
 
     def _roll(self, plan, blobs):
-        if self.interrupt.requested:
+        if self.stopping:
+            self.skipped += 1
             return
         self._guard(plan, blobs, lambda executor: executor.roll())
+        if sum(state.failed for state in self.states.values()) > self.budget:
+            self.exceeded = True  # the hosts of this wave not yet started are not started
 
-    def _fleet_rollback(self, by_host, blobs, budget):
+    def _fleet_rollback(self, by_host, blobs):
         back = [host for host, state in self.states.items()
                 if state.outcome is None and state.switched]
         failed = [host for host, state in self.states.items() if state.failed]
         self.bus.emit("rolled_back", hosts=back,
-                      reason=f"{len(failed)} host(s) failed, more than max_fail {budget}")
+                      reason=f"{len(failed)} host(s) failed, more than max_fail {self.budget}")
         self._each(lambda host: self._guard(
             by_host[host], blobs, lambda executor: executor.revert(fleet=True)), back)
 
     def _finish(self, plan, blobs):
         state = self.states[plan.host]
-        key = "rolled-back" if state.fleet_rollback else FINISH_KEYS.get(state.outcome)
+        key = FINISH_KEYS.get(state.outcome)
+        if state.fleet_rollback and state.outcome is Outcome.ROLLED_BACK:
+            key = "rolled-back"  # went back because of the others: recorded as such
         if key is not None:
             self._guard(plan, blobs, lambda executor: executor.finish(key))
         self.bus.emit("host_done", host=plan.host, outcome=state.label(*self.labels),
                       old=state.old, new=state.new, seconds=round(state.seconds, 3),
                       reached=state.reached, detail=state.detail, trips=state.trips)
 
-    def _result(self, exceeded, budget):
+    def _result(self):
         states = list(self.states.values())
-        failed = [s.host for s in states if s.failed or s.finish_failed]
-        if self.interrupt.requested:
-            outcome, code = "interrupted", self.interrupt.exit_code
-            reason = self.interrupt.name
-        elif exceeded:
+        failed = [s.host for s in states if s.failed or s.finish_failed or (
+            s.fleet_rollback and s.outcome is not Outcome.ROLLED_BACK)]
+        if self.exceeded:
             outcome, code = "rolled_back", 1
             reason = (f"{sum(s.failed for s in states)} host(s) failed, more than max_fail "
-                      f"{budget}; every switched host went back")
+                      f"{self.budget}; every switched host went back")
+        elif self.interrupt.requested and self.skipped:  # a signal after the last host
+            outcome, code = "interrupted", self.interrupt.exit_code  # changed nothing
+            reason = self.interrupt.name
         else:
             outcome, code = ("failed", 1) if failed else ("succeeded", 0)
             reason = ""

@@ -14,6 +14,7 @@ from .errors import ConfigError
 KEYS = ("canary", "batch", "max_fail", "pause", "parallel")
 AMOUNT = re.compile(r"([0-9]{1,9})(%?)")
 MAX_PAUSE = 3600
+MAX_HOSTS = 100_000  # canary and parallel beyond any fleet are typos
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,14 @@ def _amount(value, where, low):
     percent = bool(found and found.group(2))
     if not found or int(found.group(1)) < low or (percent and int(found.group(1)) > 100):
         raise ConfigError(f"{where}: expected a count of hosts >= {low} or a percentage "
-                          f"({low}%-100%), got {value!r}")
+                          f"({low}%-100%), got {str(value)[:40]!r}")
     return Amount(int(found.group(1)), percent)
 
 
 def _count(value, where, low):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{where}: expected a whole number >= {low}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_HOSTS:
+        raise ConfigError(f"{where}: expected a whole number from {low} to {MAX_HOSTS}, got "
+                          f"{str(value)[:40]!r}")
     return value
 
 

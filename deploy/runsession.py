@@ -11,6 +11,7 @@ from .knownhosts import KnownHosts
 from .events import EventBus
 from .pool import Pool
 from .rollout import FleetRun, Interrupted
+from .secrets import Secret
 from .ssh import SshHost
 
 
@@ -20,7 +21,7 @@ class Session:  # pylint: disable=too-many-instance-attributes
     def __init__(self, project, target, release, secrets, options,  # pylint: disable=R0913,R0917
                  out=None):
         self.project, self.target, self.release = project, target, release
-        self.bus = EventBus(release.release_id, secrets)
+        self.bus = EventBus(release.release_id, (*secrets, *_tokens(target)))
         if options.get("json"):
             self.console = JsonLines(sys.stdout)
         elif out is not None:
@@ -36,6 +37,12 @@ class Session:  # pylint: disable=too-many-instance-attributes
         self.interrupt = Interrupt()
         self.known = KnownHosts(project.known_hosts)
         self.pool = None
+
+    def check_interrupt(self, when):
+        """Raise Interrupted if a signal came (the locks must be given back first)."""
+        if self.interrupt.requested:
+            raise Interrupted(f"stopped by {self.interrupt.name} {when}; every lock was "
+                              "given back", self.interrupt.exit_code)
 
     def say(self, text):
         """A line for the user (and the log) that belongs to no host."""
@@ -88,3 +95,10 @@ def _notifier(target, release, options, say):
     context = {"service": target.service.name, "environment": target.environment,
                "commit": release.commit, "deployer": f"{release.deployer}@{release.origin}"}
     return Notifier(settings, context, os.environ, say)
+
+
+def _tokens(target):
+    """The webhook tokens set in the environment: masked like secrets in every event."""
+    settings = getattr(target, "notify", None)
+    names = [hook.token_env for hook in settings.webhooks if hook.token_env] if settings else []
+    return tuple(Secret(name, os.environ[name]) for name in names if os.environ.get(name))

@@ -216,6 +216,12 @@ class SshHost:
         """
         return self._round_trip(command, stdin, on_line, True)
 
+    @property
+    def alive(self):
+        """Whether the connection is still up (and was not given up)."""
+        transport = self.conn.client.get_transport()
+        return not self.broken and transport is not None and transport.is_active()
+
     def _round_trip(self, command, stdin, on_line, split):
         if self.broken:
             raise DeployError(self.broken)

@@ -49,6 +49,7 @@ class Hook:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/deploys"
+        self.public = shown(self.url)
 
     def payloads(self):
         """The JSON bodies received, in order."""
@@ -58,6 +59,12 @@ class Hook:
         """Stop serving."""
         self.server.shutdown()
         self.server.server_close()
+
+
+def shown(url):
+    """A webhook's URL as logs show it: scheme, host and port only (a Slack or Discord
+    webhook's secret is its path)."""
+    return re.match(r"[a-z]+://[^/?#]+", url).group(0) + "/..."
 
 
 @pytest.fixture(name="hook")
@@ -178,7 +185,7 @@ def test_a_huge_retry_after_gives_up_at_once(hook, after):
     else:
         assert len(server.requests) == 1
         assert "Retry-After" in lines[0]
-    assert lines[0].startswith(f"notify: {server.url} gave up on 'failed' after ")
+    assert lines[0].startswith(f"notify: {server.public} gave up on 'failed' after ")
 
 
 def test_a_silent_webhook_is_given_up_within_max_time(silent):
@@ -192,7 +199,7 @@ def test_a_silent_webhook_is_given_up_within_max_time(silent):
     notifier.close(10)
     assert time.monotonic() - began < 1.2 + 1.0
     assert len(lines) == 1
-    assert lines[0].startswith(f"notify: {silent} gave up on 'started' after ")
+    assert lines[0].startswith(f"notify: {shown(silent)} gave up on 'started' after ")
     assert "no time left within max_time" in lines[0]
 
 
@@ -218,7 +225,7 @@ def test_a_webhook_that_always_fails_is_logged_without_token_or_query(hook):
     notifier.close(10)
     assert len(server.requests) == 3
     assert server.requests[0].path == "/hooks/deploys?key=querykey42"
-    assert lines == [f"notify: {server.url} gave up on 'failed' after 3 attempts: "
+    assert lines == [f"notify: {server.public} gave up on 'failed' after 3 attempts: "
                      "too many 500 error responses"]
 
 
@@ -233,10 +240,10 @@ def test_a_refused_connection_or_4xx_or_redirect_is_logged(hook):
     bus.emit("started", hosts=HOSTS)
     notifier.close(10)
     assert (len(missing.requests), len(moved.requests)) == (1, 1)
-    assert lines[0].startswith(f"notify: {gone.url} gave up on 'started' after 3 attempts: ")
+    assert lines[0].startswith(f"notify: {gone.public} gave up on 'started' after 3 attempts: ")
     assert lines[1:] == [
-        f"notify: {missing.url} gave up on 'started' after 1 attempt: HTTP 404 (not retried)",
-        f"notify: {moved.url} gave up on 'started' after 1 attempt: HTTP 302 (not retried)"]
+        f"notify: {missing.public} gave up on 'started' after 1 attempt: HTTP 404 (not retried)",
+        f"notify: {moved.public} gave up on 'started' after 1 attempt: HTTP 302 (not retried)"]
 
 
 def test_only_the_listed_events_are_posted(hook):
@@ -256,7 +263,7 @@ def test_a_missing_token_is_warned_and_nothing_posted(hook):
     deploy_events(bus)
     notifier.close(10)
     assert not server.requests
-    assert lines == [f"notify: {server.url}: environment variable HOOK_TOKEN (token_env) "
+    assert lines == [f"notify: {server.public}: environment variable HOOK_TOKEN (token_env) "
                      "is not set; not posting to this webhook"]
 
 

@@ -57,8 +57,10 @@ def test_command_line_overrides_the_config():
     ({"batch": "ten"}, "f.batch: expected"),
     ({"max_fail": -1}, "f.max_fail: expected a count of hosts >= 0"),
     ({"max_fail": True}, "f.max_fail: expected"),
-    ({"canary": "1"}, "f.canary: expected a whole number >= 0, got '1'"),
-    ({"parallel": 0}, "f.parallel: expected a whole number >= 1"),
+    ({"canary": "1"}, "f.canary: expected a whole number from 0 to 100000, got '1'"),
+    ({"parallel": 0}, "f.parallel: expected a whole number from 1 to 100000"),
+    ({"parallel": 10 ** 400}, "f.parallel: expected a whole number from 1 to 100000"),
+    ({"batch": 10 ** 400}, "f.batch: expected a count of hosts >= 1"),
     ({"pause": -1}, "f.pause: expected seconds between waves"),
     ({"pause": "1s"}, "f.pause: expected"),
     ({"speed": 2}, "f: unknown key(s) speed"),
@@ -73,6 +75,7 @@ def test_bad_settings_name_the_key(raw, message):
 
 @pytest.mark.parametrize("options, message", [
     ({"canary": "-1"}, "--canary: expected a whole number >= 0"),
+    ({"canary": "1" * 30}, "--canary: expected a whole number"),
     ({"batch": "0"}, "--batch: expected a count of hosts >= 1"),
     ({"max_fail": "x%"}, "--max-fail: expected"),
 ])
