@@ -22,7 +22,7 @@ def test_fab_lists_tasks_with_docs():
                            "status", "terminate"}
     assert listed["launch"].startswith("Launch the EC2 environment's missing instances")
     assert listed["ci"].startswith("Run the quality gates (python -m ci)")
-    assert listed["deploy"].startswith("Ship a release to every host")
+    assert listed["deploy"].startswith("Roll a release out: canary, batches")
 
 
 def test_fab_dry_ci_prints_commands():

@@ -8,7 +8,7 @@ from tests.deploy.helpers import RAW
 EC2 = {"count": 1, "instance_type": "t3.small", "ami": "ami-0123456789abcdef0"}
 ENV = "services.hello.environments.staging"
 SERVICE_KEYS = ("root, source, requirements, python, run, manager, templates, health, "
-                "keep_releases, vars, secret_env, environments, user, boot")
+                "keep_releases, vars, secret_env, environments, user, boot, rollout, notify")
 
 
 def hello(**overrides):
@@ -37,7 +37,7 @@ def message(raw, source="fabric.yaml"):
                                                             "owner": "root"}])},
      "services.hello.templates[1].owner: unknown key; expected one of src, dest, mode"),
     ({"hello": staging(hosts=["h"], region="eu-west-1")},
-     f"{ENV}.region: unknown key; expected one of hosts, ec2, vars, root"),
+     f"{ENV}.region: unknown key; expected one of hosts, ec2, vars, root, rollout, notify"),
     ({"hello": staging(hosts=["h", {"host": "h2", "port": 22}])},
      f"{ENV}.hosts[1].port: unknown key; expected one of host, vars"),
     ({"hello": staging(ec2={**EC2, "volume": 8})},
