@@ -1,42 +1,203 @@
 """fabship's own supervisord per service root: no root access needed on the host.
 
-Whether supervisord runs is asked of supervisord itself, through its socket
-(`supervisorctl pid` exits 0 only when it answers): a pid file can outlive its process,
-and its pid can belong to another process by now.
+Each command is one start of the release venv's Python, in isolated mode without
+site-packages (`-I -S`: the standard library only), speaking supervisord's XML-RPC over
+its unix socket, `<root>/supervisor.sock` (CLIENT below): supervisorctl costs several
+times that start-up, and a deploy runs it on every host at once. A restart does not wait
+`startsecs`: the health check that follows proves the program serves.
+
+Whether supervisord runs is asked of supervisord itself, through its socket (no socket,
+or nobody listening: it does not answer): a pid file can outlive its process, and its
+pid can belong to another process by now.
 """
 import posixpath
 
-from . import LAYOUT_NO_LINKS, script
+from . import LAYOUT_NO_LINKS, health, script
+
+NO_ANSWER = 69  # EX_UNAVAILABLE: the scripts' exit status when supervisord does not answer
+
+# `python -I -S - ACTION SOCKET PROGRAM [...]`, the code on stdin (a here-document): a
+# small XML-RPC client (strings, ints and booleans out; the answers as Python values).
+CLIENT = r'''
+import socket
+import sys
+from xml.etree import ElementTree
+
+NO_ANSWER, NOT_RUNNING, ALREADY_STARTED = 69, 70, 60
+action, path, program = sys.argv[1:4]
+
+
+class Fault(Exception):
+    """An XML-RPC fault: supervisord refused the call."""
+
+
+class NoAnswer(Exception):
+    """Nothing listens on the socket (or there is none): supervisord does not run."""
+
+
+def encode(value):
+    """One parameter: a string, an int or a boolean."""
+    if isinstance(value, bool):
+        return f"<boolean>{int(value)}</boolean>"
+    if isinstance(value, int):
+        return f"<int>{value}</int>"
+    text = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"<string>{text}</string>"
+
+
+def decode(node):
+    """One <value> element as Python: str, int, list or dict."""
+    if not len(node):
+        return node.text or ""
+    kind = node[0]
+    if kind.tag == "array":
+        return [decode(item) for item in kind.find("data")]
+    if kind.tag == "struct":
+        return {member.findtext("name"): decode(member.find("value")) for member in kind}
+    if kind.tag in ("int", "i4", "boolean"):
+        return int(kind.text)
+    return kind.text or ""
+
+
+def call(method, *params):
+    """supervisor.METHOD(*params) over the unix socket (HTTP/1.0 POST /RPC2)."""
+    body = ("<?xml version=\"1.0\"?><methodCall><methodName>supervisor." + method +
+            "</methodName><params>" + "".join(f"<param><value>{encode(p)}</value></param>"
+                                              for p in params) + "</params></methodCall>")
+    data = body.encode()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(120)  # a stop waits for the program, up to its stopwaitsecs
+        try:
+            conn.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            raise NoAnswer() from exc
+        conn.sendall(b"POST /RPC2 HTTP/1.0\r\nContent-Type: text/xml\r\n" +
+                     f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        reply = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    if head.split(b" ", 2)[1:2] != [b"200"]:
+        raise ValueError(f"{path} answered {head[:200]!r}, not supervisord's XML-RPC")
+    answer = ElementTree.fromstring(payload)
+    fault = answer.find("fault/value")
+    if fault is not None:
+        fault = decode(fault)
+        raise Fault(fault["faultCode"], fault["faultString"])
+    return decode(answer.find("params/param/value"))
+'''
+
+# ACTION: reload (what `supervisorctl update` does), restart (stop, then start without
+# waiting for `startsecs`), stop. Faults that leave the wanted state (not running for a
+# stop, running for a start) are no errors.
+CTL = CLIENT + r'''
+
+def stop(name, group=False):
+    """Stop a program (or a group's programs), waiting until it has stopped."""
+    try:
+        call("stopProcessGroup" if group else "stopProcess", name)
+    except Fault as fault:
+        if fault.args[0] != NOT_RUNNING:
+            raise
+    print(f"{name}: stopped")
+
+
+def update():
+    """Apply the re-read config's changes of process groups."""
+    added, changed, removed = call("reloadConfig")[0]
+    for name in removed + changed:
+        stop(name, group=True)
+        call("removeProcessGroup", name)
+        print(f"{name}: removed process group")
+    for name in changed + added:
+        call("addProcessGroup", name)
+        print(f"{name}: {'updated' if name in changed else 'added'} process group")
+
+
+def restart():
+    """Stop, then start without waiting: the health check proves the program serves."""
+    stop(program)
+    try:
+        call("startProcess", program, False)
+    except Fault as fault:
+        if fault.args[0] != ALREADY_STARTED:
+            raise
+    print(f"{program}: started")
+
+
+try:
+    {"reload": update, "restart": restart, "stop": lambda: stop(program)}[action]()
+except NoAnswer:
+    sys.exit(NO_ANSWER)
+except Fault as fault:
+    raise SystemExit(f"supervisord: {fault.args[1]} ({action} {program or 'config'})")
+except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as exc:
+    raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
+'''
+
+# ACTION healthy, with URL RELEASE TIMEOUT: health.POLL's check, given up as soon as
+# supervisord reports the program neither starting nor running (it exited, backs off,
+# gave up, was stopped; a program that supervisord just started has yet to be started)
+# instead of at the timeout; the end of its log says why.
+WATCH = CLIENT + health.POLL + r'''
+
+def gone():
+    """Why the program will never answer (as supervisord tells), or None."""
+    try:
+        info = call("getProcessInfo", program)
+        if info["statename"] in ("STARTING", "RUNNING") or (
+                info["statename"] == "STOPPED" and not info["start"]):  # not started yet
+            return None
+        log = call("tailProcessStdoutLog", program, 0, 1000)[0].strip().splitlines()
+    except NoAnswer:
+        return "supervisord does not answer"
+    except (Fault, OSError, ValueError, LookupError, ElementTree.ParseError) as exc:
+        return f"supervisord cannot tell how {program} is ({type(exc).__name__}: {exc})"
+    why = f"{program} is {info['statename']} (" + (
+        f"exit status {info['exitstatus']})" if info["statename"] == "EXITED" else
+        f"{info['description']})")
+    return why + (f"; its log ends: {' | '.join(log[-5:])}" if log else "")
+
+
+poll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone)
+'''
 
 # What every script below starts with: no link at a path supervisord writes or talks
-# through (its logs, pid file and socket), and the question whether it answers.
+# through (its logs, pid file and socket). Without the release's Python nothing of the
+# release can run, and supervisord cannot be asked: reload and stop have nothing to do.
 PRELUDE = LAYOUT_NO_LINKS + r"""
 python=$1 conf=$2 root=$3 program=$4
 layout_has_no_links "$root"
 no_links "$root/shared/log/supervisord.log" "$root/shared/log/$program.log"
-answers() { "$python" -m supervisor.supervisorctl -c "$conf" pid >/dev/null 2>&1; }
+code=0
 """
 
-RELOAD = PRELUDE + r"""
-if answers; then
-  "$python" -m supervisor.supervisorctl -c "$conf" update >/dev/null
-fi
+
+def _ask(action, code=CTL, more=""):
+    """The script line running `code` (the client) for ACTION: its exit status in $code."""
+    return (f'"$python" -I -S - {action} "$root/supervisor.sock" "$program"{more} '
+            f"<<'FABSHIP_CTL' || code=$?\n{code.strip()}\nFABSHIP_CTL\n")
+
+
+RELOAD = PRELUDE + '[ -x "$python" ] || exit 0\n' + _ask("reload") + f"""
+if [ "$code" = {NO_ANSWER} ]; then exit 0; fi
+exit "$code"
 """
 
-RESTART = PRELUDE + r"""
-if answers; then
-  "$python" -m supervisor.supervisorctl -c "$conf" restart "$program"
-else
-  "$python" -m supervisor.supervisord -c "$conf"
-fi
+RESTART = PRELUDE + _ask("restart") + f"""
+if [ "$code" = {NO_ANSWER} ]; then exec "$python" -m supervisor.supervisord -c "$conf"; fi
+exit "$code"
 """
 
-STOP = PRELUDE + r"""
-if answers; then
-  "$python" -m supervisor.supervisorctl -c "$conf" stop "$program"
-fi
-exit 0
+STOP = PRELUDE + '[ -x "$python" ] || exit 0\n' + _ask("stop") + f"""
+if [ "$code" = {NO_ANSWER} ]; then exit 0; fi
+exit "$code"
 """
+
+HEALTHY = PRELUDE + _ask("healthy", WATCH, ' "$5" "$6" "$7"') + 'exit "$code"\n'
 
 
 def conf_path(layout):
@@ -44,13 +205,13 @@ def conf_path(layout):
     return posixpath.join(layout.current, ".fabship", "supervisord.conf")
 
 
-def _argv(body, layout, venv, program):
+def _argv(body, layout, venv, program, *more):
     return script(body, posixpath.join(venv, "bin", "python"), conf_path(layout), layout.root,
-                  program)
+                  program, *more)
 
 
 def reload(layout, venv, program=""):
-    """Make a running supervisord re-read its config (through `current`)."""
+    """Make a running supervisord re-read its config (through `current`) and apply it."""
     return _argv(RELOAD, layout, venv, program)
 
 
@@ -62,3 +223,9 @@ def restart(layout, venv, program):
 def stop(layout, venv, program):
     """Stop the program (used when a first release fails and nothing is left to serve)."""
     return _argv(STOP, layout, venv, program)
+
+
+def healthy(layout, venv, program, health_url, release_id, timeout):  # pylint: disable=R0913,R0917
+    """health.check of a program under supervisord: it fails as soon as supervisord reports
+    the program exited, with the end of its log, instead of at the timeout."""
+    return _argv(HEALTHY, layout, venv, program, health_url, release_id, f"{timeout:g}")
