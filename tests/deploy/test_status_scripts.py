@@ -174,8 +174,10 @@ def test_supervisor_commands_are_exact():
         "hello")
     assert supervisor.stop(LAYOUT, "/srv/hello/venvs/k", "hello") == (
         "sh", "-c", "set -e" + supervisor.STOP, "fabship", python, conf, "/srv/hello", "hello")
-    for body in (supervisor.RELOAD, supervisor.RESTART, supervisor.STOP):
-        assert "supervisorctl -c \"$conf\" pid" in body and "kill -0" not in body
+    for body in (supervisor.RELOAD, supervisor.RESTART, supervisor.STOP, supervisor.HEALTHY):
+        # supervisord is asked through its socket, never through its pid file
+        assert '"$root/supervisor.sock"' in body and "kill -0" not in body
+        assert "cat \"$root/supervisord.pid" not in body
 
 
 def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
