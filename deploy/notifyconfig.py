@@ -86,9 +86,9 @@ def parse_url(reader, value, path):
 
 def seconds(reader, value, path, high):
     """A number of seconds > 0 and <= high."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or isinstance(value, int) and not 0 < value <= high \
-            or not math.isfinite(value) or not 0 < value <= high:  # ints first: no overflow
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not number or not 0 < value <= high or not math.isfinite(value):  # bound first: a
+        # huge int is out of range before isfinite would overflow on it
         reader.fail(path, f"a number of seconds > 0 and <= {high}", value)
     return float(value)
 
