@@ -121,9 +121,9 @@ def _history(ctx, release_info, status, previous):
     return Run(release.append_history(ctx.layout, record), f"record '{status}' in the history")
 
 
-def fence(layout, release_info, action="deploy"):
+def fence(layout, owner_json):
     """The lock directory and this run's owner record: every later batch checks them."""
-    return (posixpath.join(layout.root, ".lock"), owner_record(release_info, action))
+    return (layout.lock, owner_json)
 
 
 def build_host_plan(service, ctx, facts, shipped, release_info):
@@ -172,7 +172,7 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
         "untouched": Phase("finish", (unlock,)),
     }
     return HostPlan(ctx.host.address, release_id, previous, rollout, revert, finish,
-                    fence(layout, release_info))
+                    fence(layout, owner_record(release_info)))
 
 
 def revert_phases(service, layout, health_url, previous):

@@ -5,14 +5,13 @@ deploy: the lock, the fence, signals, events. A host whose goal fails its health
 goes back to the release it served before, when that one had served.
 """
 import json
-import posixpath
 from dataclasses import replace
 
 from .commands import lock, release
 from .deployment import new_release
 from .errors import DeployError
 from .facts import UNKNOWN
-from .planner import owner_record, probe_batch, revert_phases
+from .planner import fence, owner_record, probe_batch, revert_phases
 from .printer import plan_lines
 from .rollout import HostJob
 from .rolloutconfig import Amount, RolloutSettings
@@ -63,7 +62,7 @@ def rollback_plan(service, where, goal, facts, owner_json):
          "rolled-back": Phase("finish", (_record(where, goal, previous, owner_json,
                                                  "rollback-failed"), unlock)),
          "untouched": Phase("finish", (unlock,))},
-        (posixpath.join(layout.root, ".lock"), owner_json))
+        fence(layout, owner_json))
 
 
 def _record(where, goal, previous, owner_json, outcome):  # pylint: disable=R0913,R0917

@@ -12,7 +12,7 @@ from .events import EventBus
 from .pool import Pool
 from .rollout import FleetRun, Interrupted
 from .secrets import Secret
-from .ssh import SshHost
+from .session import open_host
 
 
 class Session:  # pylint: disable=too-many-instance-attributes
@@ -49,9 +49,7 @@ class Session:  # pylint: disable=too-many-instance-attributes
         self.bus.emit("warning", text=text)
 
     def _open(self, host):
-        conn = SshHost(host, self.project.fabric_config, self.known, self.project.ssh,
-                       self.project.instance_pins)
-        conn.open()
+        conn = open_host(self.project, self.known, host)
         if conn.pinned:
             self.bus.emit("warning", host=host.address,
                           text=f"pinned host key {conn.pinned} (first contact)")

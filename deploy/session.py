@@ -31,13 +31,15 @@ def connected(project, targets, out=None):
             host.close()
 
 
+def open_host(project, known, target):
+    """An open SshHost for `target` (DeployError if it cannot be reached)."""
+    host = SshHost(target, project.fabric_config, known, project.ssh, project.instance_pins)
+    host.open()
+    return host
+
+
 def _connect_all(project, targets, known):
-    def connect(target):
-        host = SshHost(target, project.fabric_config, known, project.ssh,
-                       project.instance_pins)
-        host.open()
-        return host
-    results = each(connect, targets)
+    results = each(lambda target: open_host(project, known, target), targets)
     errors = [str(error) for _, _, error in results if error]
     if errors:
         for _, host, _ in results:

@@ -178,15 +178,22 @@ def test_first_deploy_plan_exactly():
     assert finishes(plan) == finish(None, "R")
 
 
-def test_steady_state_plan_exactly():
-    """The host holds the artifact and venv: no uploads; a failure reverts to current,
-    which served (the prune keeps the new release, current and the revert target)."""
+def steady_plan(served):
+    """(plan, its ship lines) for a host on r1 holding the artifact and venv, where the
+    releases `served` once served; the rollout is checked to be the steady one."""
     target, (ctx, _) = contexts()
     facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
-                        f"served={R0} {R1}\nartifact=yes\nvenv=yes\n")
+                        f"served={served}\nartifact=yes\nvenv=yes\n")
     plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
     ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
     assert phases(plan.rollout) == rollout(ship)
+    return plan, ship
+
+
+def test_steady_state_plan_exactly():
+    """The host holds the artifact and venv: no uploads; a failure reverts to current,
+    which served (the prune keeps the new release, current and the revert target)."""
+    plan, ship = steady_plan(f"{R0} {R1}")
     assert len(ship) == 13 and steps_of(plan.rollout)[13].label == "switch current (rename)"
     assert_one_fenced_round_trip(plan)
     assert plan.previous == R1
@@ -197,12 +204,8 @@ def test_steady_state_plan_exactly():
 def test_revert_target_is_the_newest_release_that_served():
     """`current` never served (a killed deploy left it): the revert goes to the newest
     release that did, and the prune keeps current too; none served: stop and remove."""
+    plan, _ = steady_plan(R0)
     target, (ctx, _) = contexts()
-    facts = parse_facts(f"current=/srv/hello/releases/{R1}\nreleases={R0} {R1}\n"
-                        f"served={R0}\nartifact=yes\nvenv=yes\n")
-    plan = build_host_plan(target.service, ctx, facts, (SOURCE, DEPS), RELEASE)
-    ship = [line for i, line in enumerate(SHIP) if i not in UPLOADS_ONLY_WHEN_MISSING]
-    assert phases(plan.rollout) == rollout(ship)
     assert plan.previous == R0
     assert phases(plan.revert) == revert_to("r0")
     assert finishes(plan) == finish("r1", "R r1 r0")  # the history names what it was on
