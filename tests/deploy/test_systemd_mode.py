@@ -196,10 +196,11 @@ def stand_ins_fixture():
 
 
 def run_as(argv, base, user=None):
-    """Run argv with the stand-ins first on PATH, as `user` (a uid) when given."""
+    """Run argv with the stand-ins first on PATH, as `user` (a uid) when given, from `/`
+    (the caller's working directory may be closed to that user, as a mktemp checkout is)."""
     env = {"PATH": f"{base}/bin:/usr/sbin:/usr/bin:/sbin:/bin", "CALLS": f"{base}/calls.log"}
     prefix = ["setpriv", "--reuid", user, "--regid", user, "--clear-groups"] if user else []
-    return subprocess.run([*prefix, *argv], capture_output=True, text=True, env=env,
+    return subprocess.run([*prefix, *argv], capture_output=True, text=True, env=env, cwd="/",
                           timeout=30, check=False)
 
 
