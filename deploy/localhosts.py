@@ -61,16 +61,19 @@ def keygen(path):
     return Path(path)
 
 
-def write_config(server_dir, port, authorized_keys):
-    """The sshd_config of one host (its host key made when missing); returns its path."""
+def write_config(server_dir, port, authorized_keys, home=None):
+    """The sshd_config of one host (its host key made when missing); returns its path.
+    `home` becomes the sessions' $HOME, so the login shell skips the user's own ~/.bashrc
+    (tests: every command would otherwise pay for whatever it starts)."""
     server_dir = Path(server_dir)
     server_dir.mkdir(parents=True, exist_ok=True)
     host_key = server_dir / "ssh_host_ed25519_key"
     if not host_key.exists():
         keygen(host_key)
     config = server_dir / "sshd_config"
-    config.write_text(SSHD_CONFIG.format(port=port, host_key=host_key, dir=server_dir,
-                                         authorized_keys=authorized_keys))
+    text = SSHD_CONFIG.format(port=port, host_key=host_key, dir=server_dir,
+                              authorized_keys=authorized_keys)
+    config.write_text(text + (f"SetEnv HOME={home}\n" if home else ""))
     return config
 
 

@@ -1,5 +1,6 @@
 """A fleet of real OpenSSH servers on loopback, one per "host", with throwaway keys."""
 import getpass
+import os
 import shutil
 import subprocess
 import tempfile
@@ -47,7 +48,8 @@ class Fleet:
 
     def start(self, server):
         """(Re)start one sshd."""
-        config = write_config(server.dir, server.port, self.base / "authorized_keys")
+        config = write_config(server.dir, server.port, self.base / "authorized_keys",
+                              home=session_home())
         server.proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
         wait_for_port(server.port, lambda: server.proc.poll() is None)
@@ -64,6 +66,15 @@ class Fleet:
         # the background: coverage must not see the projects' fabfile copies vanish
         # while it reports (they are gone before it starts).
         subprocess.run(["rm", "-rf", "--", str(self.base)], check=False)
+
+
+def session_home():
+    """The $HOME of every test host's shell: empty, so the user's ~/.bashrc (which may
+    start pyenv, ~0.2 s a command) is not run; one per user, so the deploys' crontab lock
+    ($HOME/.fabship-crontab.lock) still serializes every fleet's crontab edits."""
+    home = Path(tempfile.gettempdir()) / f"fabship-test-home-{os.getuid()}"
+    home.mkdir(mode=0o700, exist_ok=True)
+    return home
 
 
 def start_fleet(count):
