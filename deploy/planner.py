@@ -64,6 +64,17 @@ def restart_steps(service, layout, venv, reload=None):
             Run(systemd.restart(service.name, layout.root), f"restart {unit}"))
 
 
+def health_step(service, layout, venv, health_url, release_id):
+    """Poll health_url until it names release_id. Under supervisor the check also asks
+    supervisord, so a program that exits fails it at once, with the end of its log."""
+    label = f"health check: {health_url} names {release_id}"
+    timeout = service.health.timeout
+    if service.manager == "supervisor":
+        return Run(supervisor.healthy(layout, venv, service.name, health_url, release_id,
+                                      timeout), label)
+    return Run(health.check(venv, health_url, release_id, timeout), label)
+
+
 def _reload_when_changed(ctx, facts):
     """The supervisord reload, skipped when the running config is the same text."""
     conf = next((f.text for f in ctx.files if f.dest == ".fabship/supervisord.conf"), "")
@@ -143,9 +154,7 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
                              "switch current (rename)"),)),
         Phase("switch", restart_steps(service, layout, ctx.venv,
                                       _reload_when_changed(ctx, facts)), "restart"),
-        Phase("verify", (Run(health.check(ctx.venv, ctx.health_url, release_id,
-                                          service.health.timeout),
-                             f"health check: {ctx.health_url} names {release_id}"),),
+        Phase("verify", (health_step(service, layout, ctx.venv, ctx.health_url, release_id),),
               "health"),
     )
     if not facts.known:  # the dry-run: which release is known only on the host
@@ -183,7 +192,5 @@ def revert_phases(service, layout, health_url, previous):
                                  f"switch current back to {previous}"),)),
             Phase("revert", restart_steps(service, layout, venv, reload_step(layout, venv)),
                   "restart"),
-            Phase("revert", (Run(health.check(venv, health_url, previous,
-                                              service.health.timeout),
-                                 f"health check: {health_url} names {previous}"),),
+            Phase("revert", (health_step(service, layout, venv, health_url, previous),),
                   "health"))

@@ -216,7 +216,11 @@ def test_rollback_to_unknown_release_changes_nothing(build):
 def test_rollback_skips_a_release_that_never_served(build):
     """A failed release between two good ones is no rollback target."""
     project, (good,) = build.deployed(1)
-    failed = release_of(deploy_crashing(project))
+    crashed = deploy_crashing(project)
+    # supervisord is asked during the health check: the exit is seen, not waited out
+    assert re.search(r"unhealthy after [0-9.]+s: hello is (BACKOFF|FATAL|EXITED) ",
+                     crashed.stdout), crashed.stdout
+    failed = release_of(crashed)
     newest, _ = deploy_ok(project)
     assert (project.host_root(0) / "releases" / failed).is_dir()
     proc = project.fab("service", "rollback")

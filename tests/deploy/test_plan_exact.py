@@ -109,8 +109,8 @@ RESTART = [
     "CUR/supervisord.conf /srv/hello hello",
     "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
 ]
-HEALTH = ("health check: http://127.0.0.1:8080/health names R | CHECK VENV/bin/python "
-          "http://127.0.0.1:8080/health R 15")
+HEALTH = ("health check: http://127.0.0.1:8080/health names R | HEALTHY VENV/bin/python "
+          "CUR/supervisord.conf /srv/hello hello http://127.0.0.1:8080/health R 15")
 UPLOADS_ONLY_WHEN_MISSING = {2, 3, 11, 13}
 FENCE = ("/srv/hello/.lock", owner_record(RELEASE))
 
@@ -134,7 +134,8 @@ def revert_to(name):
             "CUR/supervisord.conf /srv/hello hello",
             "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello"]),
         ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {name} | "
-                              f"CHECK {back} http://127.0.0.1:8080/health {name} 15"])]
+                              f"HEALTHY {back} CUR/supervisord.conf /srv/hello hello "
+                              f"http://127.0.0.1:8080/health {name} 15"])]
 
 
 STOP_FIRST = [("revert", None, [
@@ -251,7 +252,9 @@ def test_systemd_plans_exactly():
             f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
             f"/etc/systemd/system/{UNIT} {UNIT}",
             f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
-        ("verify", "health", [HEALTH])]
+        # the plain check: systemd is not asked (supervisord is, in HEALTH)
+        ("verify", "health", ["health check: http://127.0.0.1:8080/health names R | CHECK "
+                              "VENV/bin/python http://127.0.0.1:8080/health R 15"])]
     assert phases(plan.revert) == [("revert", None, [
         f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
         "remove current | rm -f ROOT/current"])]
