@@ -11,6 +11,7 @@ from .errors import ConfigError, FabshipError
 from .fabconfig import StrictConfig, guard_fab_config, short
 from .hosts import USER
 from .inventory import resolve
+from .secrets import known_secrets, mask
 from .target import check_hosts, hosts_key, select
 
 __all__ = ["guard_fab_config", "remember_selection", "run_command"]
@@ -103,15 +104,17 @@ def run_command(c, action, inventory=True, **options):
     before anything connects.
     """
     dry = bool(c.config.run.dry)
+    secrets = ()
     try:
         project = project_of(c)
         target = target_of(c, project)
+        secrets = known_secrets(project, target.service)
         if inventory:
             target = resolve(target, dry, project.source)
         check_hosts(target, hosts_key(target, project.source), connection_of(c.config))
         code = action(project, target, {"dry": dry, **options})
-    except FabshipError as exc:
-        print(f"fabship: error: {exc}", file=sys.stderr)
+    except FabshipError as exc:  # its text may quote a host's output: masked
+        print(f"fabship: error: {mask(str(exc), secrets)}", file=sys.stderr)
         raise Exit(code=exc.exit_code) from None
     if code:
         raise Exit(code=code)

@@ -1,8 +1,11 @@
-"""`fab service status` (and history) mask the secrets the deployer exported.
+"""`fab service status` (and history) mask the secrets the deployer exported, and so does
+the error of a deploy stopped before any switch.
 
 They need no secret, but a host may print one: here /health starts answering with a body
 that quotes the database password from a rendered 0600 file (and no release: `stale`).
 """
+import json
+
 from tests.deploy.fleetstate import APP, HEALTH_ANSWER, edit, release_of
 
 SECRET = "pw-Ops-Distinctive-Value-42"
@@ -47,3 +50,23 @@ def test_status_masks_a_secret_the_health_body_echoes(build):
     history = project.fab("service", "history", env={"DB_PASSWORD": release})
     assert history.returncode == 0, history.stdout + history.stderr
     assert release not in history.stdout and MASK in history.stdout, history.stdout
+
+
+def test_a_deploy_stopped_up_front_masks_what_the_host_said(build):
+    """The up-front check quotes the lock's owner record from the host: a secret in it is
+    masked in the error, and nothing changes."""
+    project = build.project(hosts=1)
+    project.service["secret_env"] = ["DB_PASSWORD"]
+    project.write_config({"hello": project.service})
+    project.commit("a secret")
+    lock = project.host_root(0) / ".lock"
+    lock.mkdir(parents=True)
+    (lock / "owner.json").write_text(json.dumps({"who": SECRET, "where": "ci", "pid": 1,
+                                                 "since": "2026-11-24T00:00:00Z",
+                                                 "action": "deploy", "release": "r"}))
+    proc = project.fab("service", "deploy", env={"DB_PASSWORD": SECRET})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the deploy lock is held; nothing was changed" in proc.stderr, proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    assert f"locked by {MASK}" in proc.stderr, proc.stderr
+    assert not (project.host_root(0) / "current").exists()
