@@ -118,7 +118,17 @@ def upload_tar(uploads, blobs):
     return raw.getvalue()
 
 
-def batch_script(batch, nonce, keep_going=False):
+def bounded(step, step_timeout):
+    """A Run's command line, stopped by timeout(1) after `step_timeout` seconds (or its
+    own bound plus a margin, when longer): TERM to its process group, KILL 5 s later;
+    the step then fails with 124 (137 when killed)."""
+    if not step_timeout:
+        return shlex.join(step.argv)
+    limit = max(step_timeout, (step.timeout or 0) + 10)
+    return shlex.join(("timeout", "-k", "5", f"{limit:g}", *step.argv))
+
+
+def batch_script(batch, nonce, keep_going=False, step_timeout=None):
     """The sh script of one batch; uploads unpack where the first one stands.
 
     Its stdout carries the marks only: `exec 3>&1 1>&2` keeps stdout as fd 3 and sends
@@ -127,7 +137,8 @@ def batch_script(batch, nonce, keep_going=False):
     progress live and knows where a failure happened. A failed step prints
     `fabship-<nonce>-failed N CODE` and ends the script (exit 3), or, with keep_going,
     the script goes on and exits 3 at its end. With a fence, a step is run only while
-    `ours "$1" "$2"` holds (see the module's docstring).
+    `ours "$1" "$2"` holds (see the module's docstring). With `step_timeout`, each
+    Run is bounded (see `bounded`).
     """
     marks = Marks(nonce).prefix
     uploads = [i for i, step in enumerate(batch.steps) if isinstance(step, Upload)]
@@ -146,15 +157,15 @@ def batch_script(batch, nonce, keep_going=False):
         if isinstance(item, Upload) and index == uploads[0]:
             step("tar -x -p --no-same-owner -C / -f -", index, " ".join(map(str, uploads)))
         elif isinstance(item, Run):
-            step(shlex.join(item.argv), index, index)
+            step(bounded(item, step_timeout), index, index)
     lines.append("exit $failed")
     return "\n".join(lines) + "\n"
 
 
-def batch_command(batch, nonce, keep_going=False):
+def batch_command(batch, nonce, keep_going=False, step_timeout=None):
     """The remote command line: `sh -c SCRIPT fabship [LOCKDIR OWNER]`."""
-    return shlex.join(["sh", "-c", batch_script(batch, nonce, keep_going), "fabship",
-                       *(batch.fence or ())])
+    return shlex.join(["sh", "-c", batch_script(batch, nonce, keep_going, step_timeout),
+                       "fabship", *(batch.fence or ())])
 
 
 def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
@@ -162,7 +173,8 @@ def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
 
     The transport's `run_streams` keeps the marks (stdout) apart from the output
     (stderr). A transport with only `run` (combined output: a test double running the
-    local sh) gives its stdout first; marks are then whole lines of it.
+    local sh) gives its stdout first; marks are then whole lines of it. The transport's
+    `step_timeout` (ssh.step_timeout), when it has one, bounds every step.
     """
     uploads = [step for step in batch.steps if isinstance(step, Upload)]
     stdin = upload_tar(uploads, blobs) if uploads else None
@@ -172,7 +184,8 @@ def run_batch(transport, batch, blobs, on_done=None, keep_going=False):
         index = marks.done(line)
         if on_done and index is not None and index < len(batch.steps):
             on_done(index)
-    command = batch_command(batch, marks.nonce, keep_going)
+    command = batch_command(batch, marks.nonce, keep_going,
+                            getattr(transport, "step_timeout", None))
     streams = getattr(transport, "run_streams", None)
     if streams:
         code, marked, output = streams(command, stdin=stdin, on_line=on_line)

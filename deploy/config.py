@@ -258,10 +258,11 @@ class SshSettings:
     instance_known_hosts: str = ".pins/instance_known_hosts"  # EC2 pins, by instance id
     command_timeout: float = 900.0  # seconds one round trip may take (a venv build too)
     keepalive: float = 15.0  # seconds of silence before an SSH keepalive
+    step_timeout: float = 600.0  # seconds one remote step may run before it is stopped
 
 
 SSH_KEYS = ("host_key_policy", "known_hosts", "instance_known_hosts", "command_timeout",
-            "keepalive")
+            "keepalive", "step_timeout")
 
 
 def parse_ssh(raw, source):
@@ -276,7 +277,7 @@ def parse_ssh(raw, source):
         *(_pin_path(reader, raw.get(key, getattr(default, key)), f"ssh.{key}")
           for key in ("known_hosts", "instance_known_hosts")),
         *(reader.number(raw.get(key, getattr(default, key)), f"ssh.{key}", 1)
-          for key in ("command_timeout", "keepalive")))
+          for key in ("command_timeout", "keepalive", "step_timeout")))
 
 
 def _pin_path(reader, value, path):

@@ -71,8 +71,8 @@ def health_step(service, layout, venv, health_url, release_id):
     timeout = service.health.timeout
     if service.manager == "supervisor":
         return Run(supervisor.healthy(layout, venv, service.name, health_url, release_id,
-                                      timeout), label)
-    return Run(health.check(venv, health_url, release_id, timeout), label)
+                                      timeout), label, timeout=timeout)
+    return Run(health.check(venv, health_url, release_id, timeout), label, timeout=timeout)
 
 
 def _reload_when_changed(ctx, facts):

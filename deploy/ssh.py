@@ -200,6 +200,11 @@ class SshHost:
                                         type(exc).__name__)
         return why
 
+    @property
+    def step_timeout(self):
+        """Seconds one step of a batch may run on this host (ssh.step_timeout)."""
+        return self.settings.step_timeout
+
     def run(self, command, stdin=None, on_line=None):
         """Run one command (one round trip); return (exit code, combined output).
 

@@ -13,6 +13,7 @@ class Run:
     argv: tuple[str, ...]
     label: str
     unless: str | None = None  # a fact the dry-run cannot know: skipped when it holds
+    timeout: float | None = None  # the step's own bound (a health check's), if it has one
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def test_unknown_ssh_key():
         parse_ssh({"known_host": "x"}, "fabric.yaml")
     assert str(err.value) == ("fabric.yaml: ssh.known_host: unknown key; expected one of "
                               "host_key_policy, known_hosts, instance_known_hosts, "
-                              "command_timeout, keepalive")
+                              "command_timeout, keepalive, step_timeout")
 
 
 @pytest.mark.parametrize("raw, expected", [

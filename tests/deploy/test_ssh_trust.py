@@ -19,6 +19,7 @@ import paramiko
 import pytest
 from fabric import Config
 
+from deploy.batch import run_batch
 from deploy.config import SshSettings, parse_ssh
 from deploy.errors import ConfigError, DeployError
 from deploy import knownhosts
@@ -26,6 +27,7 @@ from deploy.hostkeys import InstancePins
 from deploy.hosts import parse_host
 from deploy.knownhosts import KnownHosts, host_matches, parse_known_hosts
 from deploy.ssh import SshHost
+from deploy.steps import Batch, Run
 from tests.fleet import keygen, start_fleet
 
 ED25519 = "AAAAC3NzaC1lZDI1NTE5AAAAIBVLcKTbnXBavK3Ah0nr244EI/MVMjJ2tJrfvVUd5icb"
@@ -555,6 +557,31 @@ def test_a_command_past_its_deadline_fails_the_host(hosts, tmp_path):
         host.close()
 
 
+def test_a_step_past_its_step_timeout_fails_the_step_and_keeps_the_host(hosts, tmp_path):
+    """ssh.step_timeout 1: a stuck step is stopped (its process too) and fails with 124;
+    the round trip ends, the next step of a keep-going batch runs, the host stays usable."""
+    server = hosts.servers[0]
+    project_file = tmp_path / "known_hosts"
+    project_file.write_text(line_of(server))
+    host = connect(hosts, server, project_file, step_timeout=1, command_timeout=60)
+    pidfile, after = tmp_path / "stuck.pid", tmp_path / "after"
+    stuck = Run(("sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"), "a stuck step")
+    try:
+        result = run_batch(host, Batch("b", (stuck, Run(("touch", str(after)), "after"))),
+                           {}, keep_going=True)
+        assert (result.ok, result.failures) == (False, ((0, "a stuck step", 124),))
+        assert after.exists()  # the finish's steps after it still run
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pidfile.read_text().strip()}").exists():
+            assert time.monotonic() < deadline, "the stuck step's process outlived it"
+            time.sleep(0.05)
+        assert host.run("echo still here") == (0, "still here\n")
+        ok = run_batch(host, Batch("b", (Run(("sleep", "0.1"), "short"),)), {})
+        assert ok.ok
+    finally:
+        host.close()
+
+
 def descendants(pid):
     """Every process below pid (from /proc)."""
     children = {}
@@ -665,9 +692,12 @@ def test_a_connection_lost_mid_step_fails_the_host(hosts, tmp_path):
                                         "got inf"),
     ({"command_timeout": "15m"}, "ssh.command_timeout: expected a number >= 1, got '15m'"),
     ({"keepalive": True}, "ssh.keepalive: expected a number >= 1, got True"),
+    ({"step_timeout": 0.5}, "ssh.step_timeout: expected a number >= 1, got 0.5"),
+    ({"step_timeout": "10m"}, "ssh.step_timeout: expected a number >= 1, got '10m'"),
     ({"keepalive": -5}, "ssh.keepalive: expected a number >= 1, got -5"),
     ({"keep_alive": 5}, "ssh.keep_alive: unknown key; expected one of host_key_policy, "
-                        "known_hosts, instance_known_hosts, command_timeout, keepalive"),
+                        "known_hosts, instance_known_hosts, command_timeout, keepalive, "
+                        "step_timeout"),
 ])
 def test_bad_ssh_timings_name_the_file_and_key(raw, message):
     """Finite numbers of at least a second, or a ConfigError naming the key."""
