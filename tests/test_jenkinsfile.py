@@ -284,13 +284,15 @@ def test_jenkinsfile_has_no_lint_errors():
 
 
 def test_jenkinsfile_publishes_every_report():
-    """Gates publishes tests, coverage, pylint and the record; Plan archives its plans."""
+    """Gates publishes tests, coverage, pylint and the record; Plan archives its plans;
+    Deploy keeps the deploy's event log (written to reports/deploys/<release>.jsonl)."""
     text = jenkinsfile()
     for needle in ("junit testResults: 'reports/junit.xml'", "recordCoverage",
                    "parser: 'COBERTURA', pattern: 'reports/coverage.xml'",
                    "sourceCodeRetention: 'EVERY_BUILD'", "pyLint(pattern: 'reports/pylint.txt')",
                    "reports/htmlcov/**, reports/gates.json",
-                   "reports/plan-launch.txt, reports/plan-deploy.txt"):
+                   "reports/plan-launch.txt, reports/plan-deploy.txt",
+                   "archiveArtifacts artifacts: 'reports/deploys/*.jsonl'"):
         assert needle in text, needle
 
 
