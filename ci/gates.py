@@ -43,7 +43,8 @@ def pytest_job(settings: CiSettings, python, coverage):
     """pytest over the tests with JUnit XML, plus coverage reports when asked."""
     reports = settings.reports
     argv = [python, "-m", "pytest", *settings.tests, "-q", "-p", "no:cacheprovider",
-            f"--junitxml={reports / 'junit.xml'}", "-o", "junit_family=xunit2"]
+            f"--junitxml={reports / 'junit.xml'}", "-o", "junit_family=xunit2",
+            *settings.pytest_args]
     modules = ("pytest",)
     if coverage:
         # The gate judges the threshold itself, so pytest's exit code speaks of tests only.

@@ -1,11 +1,12 @@
 """Read the gate settings from a project's setup.cfg into a frozen object."""
 import configparser
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
 GATE_NAMES = ("unit", "coverage", "lint", "metrics")
 KNOWN_KEYS = {
-    "ci": ("packages", "tests", "reports", "gates"),
+    "ci": ("packages", "tests", "reports", "gates", "pytest_args"),
     "ci:lint": ("min_score",),
     "ci:metrics": ("max_duplicate_lines",),
 }
@@ -27,6 +28,7 @@ class CiSettings:  # pylint: disable=too-many-instance-attributes
     fail_under: float
     min_score: float
     max_duplicate_lines: int | None
+    pytest_args: tuple[str, ...] = ()  # more pytest options (e.g. xdist's -n 2)
 
     @property
     def reports_dir(self):
@@ -53,6 +55,16 @@ def _number(cfg, where, key, limits, default=None):
         limit = f" from {low}" + (f" to {high}" if high != float("inf") else " up")
         raise CiConfigError(f"setup.cfg: [{where}] {key}: expected {what}{limit}, got {raw!r}")
     return value
+
+
+def _arguments(cfg):
+    """`[ci] pytest_args`, split as a shell would (quotes allowed, nothing expanded)."""
+    raw = cfg.get("ci", "pytest_args", fallback="")
+    try:
+        return tuple(shlex.split(raw))
+    except ValueError as exc:
+        raise CiConfigError(f"setup.cfg: [ci] pytest_args: expected pytest options as a "
+                            f"shell would split them ({exc}), got {raw.strip()!r}") from None
 
 
 def parse_gate_names(text, source):
@@ -101,4 +113,5 @@ def load_settings(root):
         min_score=_number(cfg, "ci:lint", "min_score", (0, 10, float), 10.0),
         max_duplicate_lines=_number(cfg, "ci:metrics", "max_duplicate_lines",
                                     (0, float("inf"), int)),
+        pytest_args=_arguments(cfg),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from deploy.localhosts import SSHD, app_port, free_port, keygen, prepare_privsep, \
     wait_for_port, write_config
 
-__all__ = ["app_port", "start_fleet", "Fleet", "SshServer"]
+__all__ = ["app_port", "start_fleet", "Fleet", "SshServer", "CRONTAB_LOCK"]
 
 
 @dataclass
@@ -68,12 +68,22 @@ class Fleet:
         subprocess.run(["rm", "-rf", "--", str(self.base)], check=False)
 
 
+CRONTAB_LOCK = Path.home() / ".fabship-crontab.lock"  # what a deploy's boot step flocks
+
+
 def session_home():
     """The $HOME of every test host's shell: empty, so the user's ~/.bashrc (which may
-    start pyenv, ~0.2 s a command) is not run; one per user, so the deploys' crontab lock
-    ($HOME/.fabship-crontab.lock) still serializes every fleet's crontab edits."""
+    start pyenv, ~0.2 s a command) is not run. Its crontab lock is a link to the user's
+    own, so every edit of this user's crontab (any fleet, any pytest worker, the
+    rehearsal) waits for the others, and a test holding CRONTAB_LOCK has it alone."""
     home = Path(tempfile.gettempdir()) / f"fabship-test-home-{os.getuid()}"
     home.mkdir(mode=0o700, exist_ok=True)
+    link = home / CRONTAB_LOCK.name
+    if not link.is_symlink():  # made in place at once: another worker may do the same
+        spare = home / f".lock-link-{os.getpid()}"
+        spare.unlink(missing_ok=True)
+        spare.symlink_to(CRONTAB_LOCK)
+        os.replace(spare, link)
     return home
 
 

@@ -1,4 +1,5 @@
 """Gates -> jobs: the exact commands, built without running anything."""
+from dataclasses import replace
 from pathlib import Path
 
 from ci.gates import gates_for, jobs_for
@@ -19,6 +20,14 @@ def test_unit_and_coverage_share_one_pytest_run():
         "--cov-report=term", "--cov-fail-under=0")
     assert jobs[0].modules == ("pytest", "pytest_cov")
     assert jobs[0].log == "reports/pytest.log"
+
+
+def test_pytest_args_come_after_fabships_own():
+    settings = replace(SETTINGS, pytest_args=("-n", "2", "-k", "not slow"))
+    (job,) = jobs_for(settings, gates_for(settings, ("unit",)), "py")
+    assert job.argv == ("py", "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider",
+                        "--junitxml=reports/junit.xml", "-o", "junit_family=xunit2",
+                        "-n", "2", "-k", "not slow")
 
 
 def test_unit_alone_skips_coverage():

@@ -43,6 +43,13 @@ def test_defaults_are_strict(tmp_path):
     assert settings.min_score == 10.0
     assert settings.fail_under == 0.0
     assert settings.max_duplicate_lines is None
+    assert settings.pytest_args == ()
+
+
+def test_pytest_args_split_as_a_shell_would(tmp_path):
+    settings = load_settings(project(tmp_path, "[ci]\npackages = p\ntests = t\n"
+                                     "pytest_args = -n 2 -k 'not slow and not $HOME'\n"))
+    assert settings.pytest_args == ("-n", "2", "-k", "not slow and not $HOME")
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -68,6 +75,9 @@ def test_bad_threshold_names_file_and_key(tmp_path, extra, message):
     ("[ci]\npackages = p\ntests = t\ncolour = red\n", "[ci] unknown key 'colour'"),
     ("[ci]\npackages = p\ntests = t\ngates = unit, speed\n", "unknown gate 'speed'"),
     ("not ini", "not a valid INI file"),
+    ("[ci]\npackages = p\ntests = t\npytest_args = -k 'open\n",
+     "[ci] pytest_args: expected pytest options as a shell would split them (No closing "
+     "quotation), got \"-k 'open\""),
 ])
 def test_bad_ci_section(tmp_path, text, message):
     with pytest.raises(CiConfigError, match=None) as err:

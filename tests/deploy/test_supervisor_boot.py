@@ -2,16 +2,23 @@
 real `crontab` (every line a test adds names a root holding this module's token, and the
 `tab` fixture removes them all), then a real deploy over sshd whose line starts
 supervisord again after a simulated reboot (everything killed with SIGKILL).
+
+Deploys elsewhere (the other pytest worker's) edit the same crontab: the tests that read
+it whole hold the lock every deploy's boot step takes, and run their own scripts with a
+HOME of their own (its lock is another file).
 """
+import fcntl
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -23,6 +30,7 @@ from deploy.outcome import HostState, Outcome
 from deploy.rehearsal import Rehearsal
 from deploy.steps import HostPlan, Phase, Run
 from tests.deploy.fleetstate import deploy_ok
+from tests.fleet import CRONTAB_LOCK
 
 TOKEN = f"fabship-test-{uuid.uuid4().hex[:12]}"  # in every root this module puts in a crontab
 
@@ -53,21 +61,47 @@ def mine(text=None):
 
 
 def sh(argv, env=None):
-    """Run a command builder's argv locally."""
+    """Run a command builder's argv locally (with a HOME of its own unless `env` says)."""
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
-                          env=env)
+                          env=env or {**os.environ, "HOME": str(OWN_HOME)})
 
 
-@pytest.fixture(name="tab")
-def tab_fixture():
-    """The crontab as the test found it, minus this module's lines afterwards."""
-    yield
+OWN_HOME = Path(tempfile.gettempdir()) / f"fabship-boot-tests-{os.getuid()}"  # not $HOME
+OWN_HOME.mkdir(mode=0o700, exist_ok=True)
+
+
+@contextmanager
+def crontab_held():
+    """No deploy edits the crontab meanwhile (they wait for this lock)."""
+    with open(CRONTAB_LOCK, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def remove_mine():
+    """The crontab minus this module's lines."""
     kept = [line for line in crontab().splitlines() if TOKEN not in line]
     if kept:
         subprocess.run(["crontab", "-"], input="\n".join(kept) + "\n", text=True, check=True)
     else:
         subprocess.run(["crontab", "-r"], capture_output=True, check=False)
     assert not mine()
+
+
+@pytest.fixture(name="tab")
+def tab_fixture():
+    """The crontab to this test alone; afterwards, as found minus this module's lines."""
+    with crontab_held():
+        yield
+        remove_mine()
+
+
+@pytest.fixture(name="tab_after")
+def tab_after_fixture():
+    """This module's lines removed afterwards (the test's deploys take the lock)."""
+    yield
+    with crontab_held():
+        remove_mine()
 
 
 @needs_crontab
@@ -131,7 +165,7 @@ def test_concurrent_deploys_keep_every_line(tmp_path):
 
 @needs_crontab
 @pytest.mark.usefixtures("tab")
-def test_rehearsal_down_removes_its_roots_lines(tmp_path):
+def test_rehearsal_down_removes_its_roots_lines(tmp_path, monkeypatch):
     """`make demo-down` removes the lines the rehearsal's deploys added, and no other."""
     project = tmp_path / TOKEN
     roots = [project / ".rehearsal" / "r" / name for name in ("1", "2")]
@@ -141,6 +175,7 @@ def test_rehearsal_down_removes_its_roots_lines(tmp_path):
     for root in [*map(str, roots), other]:
         assert sh(boot.install(root)).returncode == 0
     assert len(mine()) == 3
+    monkeypatch.setenv("HOME", str(OWN_HOME))  # its scripts' lock: not the one held here
     Rehearsal(project, out=lambda line: None).down()
     assert mine() == [boot_line(other)] and not (project / ".rehearsal").exists()
 
@@ -242,7 +277,7 @@ def healthy(port, timeout=30):
 
 
 @needs_crontab
-@pytest.mark.usefixtures("tab")
+@pytest.mark.usefixtures("tab_after")
 def test_deploy_adds_the_boot_line_and_it_brings_supervisord_back(build, fleet):
     """Deploy (boot: cron): one line per root; kill -9 everything, as a reboot would;
     the line, run as cron runs it (sh -c), serves the release again. Redeploys add none."""
