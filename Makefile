@@ -49,10 +49,10 @@ $(VENV)/.mutation-installed: setup.cfg pyproject.toml
 # The main job, rehearsed on this machine: local SSH hosts and an EC2 emulator, then
 # gates -> launch -> deploy -> URLs. State in .rehearsal/; `make demo-down` stops it all.
 demo: setup
-	$(PY) -m deploy.rehearsal demo
+	$(PY) -m fabship.deploy.rehearsal demo
 
 demo-down:
-	@if [ -x $(PY) ]; then $(PY) -m deploy.rehearsal down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m fabship.deploy.rehearsal down; else echo "nothing to stop"; fi
 
 clean:
 	rm -rf $(VENV) .tools reports .coverage .rehearsal mutants

@@ -17,13 +17,16 @@ STALE_REPORTS = ("junit.xml", "coverage.xml", "htmlcov", "pylint.txt", "gates.js
 
 def parse_args(argv):
     """The command line."""
+    prog = "fabship-ci" if sys.argv[0].endswith("fabship-ci") else "python -m ci"
     parser = argparse.ArgumentParser(
-        prog="python -m ci", description="Run the quality gates configured in setup.cfg.")
+        prog=prog, description="Run the quality gates configured in setup.cfg "
+                               "([ci]) or pyproject.toml ([tool.fabship.ci]).")
     parser.add_argument("--only", metavar="GATES",
                         help=f"comma list of gates to run (of {', '.join(GATE_NAMES)})")
     parser.add_argument("--dry", action="store_true",
                         help="print the commands the gates would run, run nothing")
-    parser.add_argument("--root", default=".", help="project directory holding setup.cfg")
+    parser.add_argument("--root", default=".",
+                        help="project directory holding setup.cfg or pyproject.toml")
     return parser.parse_args(argv)
 
 
@@ -32,14 +35,15 @@ def preflight(settings, jobs):
     for key in ("packages", "tests"):
         for path in getattr(settings, key):
             if not (settings.root / path).exists():
-                raise CiConfigError(f"setup.cfg: [ci] {key}: {path!r} does not exist "
+                raise CiConfigError(f"{settings.name(key)}: {path!r} does not exist "
                                     f"under {settings.root}")
     for job in jobs:
         for module in job.modules:
             if importlib.util.find_spec(module) is None:
                 raise CiConfigError(
                     f"{job.name} needs the Python package {module!r}, which is not installed "
-                    f"for {sys.executable}; run `make setup` (or pip install 'fabship[test]')")
+                    f"for {sys.executable}; install fabship's gate tools (pip install "
+                    "'fabship[gates]'; in fabship's repository: make setup)")
 
 
 def clear_reports(settings):

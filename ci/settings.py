@@ -1,6 +1,8 @@
-"""Read the gate settings from a project's setup.cfg into a frozen object."""
+"""Read the gate settings from a project's setup.cfg (or pyproject.toml) into a frozen
+object."""
 import configparser
 import shlex
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,11 @@ class CiSettings:  # pylint: disable=too-many-instance-attributes
     min_score: float
     max_duplicate_lines: int | None
     pytest_args: tuple[str, ...] = ()  # more pytest options (e.g. xdist's -n 2)
+    source: str = "setup.cfg"  # or pyproject.toml: where the settings were read
+
+    def name(self, key):
+        """How the settings' file names `[ci] key`, for an error."""
+        return Table(self.source, {}).name("ci", key)
 
     @property
     def reports_dir(self):
@@ -40,12 +47,13 @@ def _words(value):
     return tuple(word for word in value.replace(",", " ").split() if word)
 
 
-def _number(cfg, where, key, limits, default=None):
-    """Parse `[where] key` as a number within limits = (low, high, float or int)."""
-    if not cfg.has_option(where, key):
+def _number(table, where, key, limits, default=None):
+    """`key` of section `where` as a number within limits = (low, high, float or int)."""
+    raw = table.get(where, {}).get(key)
+    if raw is None:
         return default
     low, high, kind = limits
-    raw = cfg.get(where, key).strip()
+    raw = raw.strip()
     try:
         value = kind(raw)
     except ValueError:
@@ -53,17 +61,17 @@ def _number(cfg, where, key, limits, default=None):
     if value is None or not low <= value <= high:
         what = "a whole number" if kind is int else "a number"
         limit = f" from {low}" + (f" to {high}" if high != float("inf") else " up")
-        raise CiConfigError(f"setup.cfg: [{where}] {key}: expected {what}{limit}, got {raw!r}")
+        raise CiConfigError(f"{table.name(where, key)}: expected {what}{limit}, got {raw!r}")
     return value
 
 
-def _arguments(cfg):
-    """`[ci] pytest_args`, split as a shell would (quotes allowed, nothing expanded)."""
-    raw = cfg.get("ci", "pytest_args", fallback="")
+def _arguments(table):
+    """`pytest_args`, split as a shell would (quotes allowed, nothing expanded)."""
+    raw = table["ci"].get("pytest_args", "")
     try:
         return tuple(shlex.split(raw))
     except ValueError as exc:
-        raise CiConfigError(f"setup.cfg: [ci] pytest_args: expected pytest options as a "
+        raise CiConfigError(f"{table.name('ci', 'pytest_args')}: expected pytest options as a "
                             f"shell would split them ({exc}), got {raw.strip()!r}") from None
 
 
@@ -79,10 +87,32 @@ def parse_gate_names(text, source):
     return tuple(name for name in GATE_NAMES if name in names)
 
 
-def load_settings(root):
-    """Read `<root>/setup.cfg`; raise CiConfigError on anything wrong."""
-    root = Path(root).resolve()
+class Table(dict):
+    """{section: {key: text}} in setup.cfg's terms, and how its file names a key."""
+
+    def __init__(self, source, sections):
+        super().__init__(sections)
+        self.source = source
+
+    def name(self, section, key=None):
+        """`setup.cfg: [ci:lint] min_score`, or `pyproject.toml: [tool.fabship.ci.lint]
+        min_score` when the settings came from there."""
+        if self.source == "pyproject.toml":
+            section = PYPROJECT_NAMES[section]
+        return f"{self.source}: [{section}]" + (f" {key}" if key else "")
+
+
+# setup.cfg's sections and where pyproject.toml keeps the same keys
+PYPROJECT_NAMES = {"ci": "tool.fabship.ci", "ci:lint": "tool.fabship.ci.lint",
+                   "ci:metrics": "tool.fabship.ci.metrics",
+                   "coverage:report": "tool.coverage.report"}
+
+
+def _setup_cfg(root):
+    """setup.cfg's sections, or None when there is no setup.cfg or it has no [ci]."""
     path = root / "setup.cfg"
+    if not path.exists() and (root / "pyproject.toml").exists():
+        return None
     cfg = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -92,26 +122,75 @@ def load_settings(root):
     except configparser.Error as exc:
         raise CiConfigError(f"{path}: not a valid INI file: {exc.message}") from exc
     if not cfg.has_section("ci"):
-        raise CiConfigError(f"{path}: no [ci] section; it names the project's packages and tests")
-    for key in ("packages", "tests"):
-        if not _words(cfg.get("ci", key, fallback="")):
-            raise CiConfigError(f"setup.cfg: [ci] {key}: expected a list of paths, got nothing")
+        return None
+    return Table("setup.cfg", {name: dict(cfg[name]) for name in cfg.sections()})
+
+
+def _text(value):
+    """A pyproject value as setup.cfg would hold it: lists as words, numbers as text."""
+    if isinstance(value, list):
+        return " ".join(str(item) for item in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _pyproject(root):
+    """[tool.fabship.ci] (and .lint, .metrics, [tool.coverage.report]), or None."""
+    path = root / "pyproject.toml"
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise CiConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise CiConfigError(f"{path}: not valid TOML: {exc}") from exc
+    tool = data.get("tool", {})
+    ci = tool.get("fabship", {}).get("ci") if isinstance(tool.get("fabship"), dict) else None
+    if not isinstance(ci, dict):
+        return None
+    found = {"ci": ci, "ci:lint": ci.get("lint", {}), "ci:metrics": ci.get("metrics", {}),
+             "coverage:report": tool.get("coverage", {}).get("report", {})
+             if isinstance(tool.get("coverage"), dict) else {}}
+    sections = {}
+    for name, table in found.items():
+        if not isinstance(table, dict):
+            raise CiConfigError(f"pyproject.toml: [{PYPROJECT_NAMES[name]}]: expected a table")
+        sections[name] = {key: _text(value) for key, value in table.items()
+                          if not (name == "ci" and key in ("lint", "metrics"))}
+    return Table("pyproject.toml", sections)
+
+
+def load_settings(root):
+    """The gate settings of the project at `root`: setup.cfg's [ci] sections, or, when
+    it has none, pyproject.toml's [tool.fabship.ci] tables; CiConfigError otherwise."""
+    root = Path(root).resolve()
+    table = _setup_cfg(root) or _pyproject(root)
+    if table is None:
+        raise CiConfigError(f"{root}: no [ci] section in setup.cfg and no [tool.fabship.ci] "
+                            "in pyproject.toml; they name the project's packages and tests "
+                            "(`fabship init` writes them)")
+    ci = table["ci"]
+    gates = parse_gate_names(ci.get("gates", ",".join(GATE_NAMES)), table.name("ci", "gates"))
+    needed = ("packages", "tests") if {"unit", "coverage"} & set(gates) else ("packages",)
+    for key in needed:
+        if not _words(ci.get(key, "")):
+            raise CiConfigError(f"{table.name('ci', key)}: expected a list of paths, got nothing")
     for section, allowed in KNOWN_KEYS.items():
-        unknown = sorted(set(cfg[section]) - set(allowed)) if cfg.has_section(section) else []
+        unknown = sorted(set(table.get(section, {})) - set(allowed))
         if unknown:
-            raise CiConfigError(f"setup.cfg: [{section}] unknown key {unknown[0]!r}; "
+            raise CiConfigError(f"{table.name(section)} unknown key {unknown[0]!r}; "
                                 f"expected {', '.join(allowed)}")
-    gates = parse_gate_names(cfg.get("ci", "gates", fallback=",".join(GATE_NAMES)),
-                             "setup.cfg: [ci] gates")
     return CiSettings(
         root=root,
-        packages=_words(cfg.get("ci", "packages")),
-        tests=_words(cfg.get("ci", "tests")),
-        reports=Path(cfg.get("ci", "reports", fallback="reports").strip() or "reports"),
+        packages=_words(ci["packages"]),
+        tests=_words(ci.get("tests", "")),
+        reports=Path(ci.get("reports", "reports").strip() or "reports"),
         gates=gates,
-        fail_under=_number(cfg, "coverage:report", "fail_under", (0, 100, float), 0.0),
-        min_score=_number(cfg, "ci:lint", "min_score", (0, 10, float), 10.0),
-        max_duplicate_lines=_number(cfg, "ci:metrics", "max_duplicate_lines",
+        fail_under=_number(table, "coverage:report", "fail_under", (0, 100, float), 0.0),
+        min_score=_number(table, "ci:lint", "min_score", (0, 10, float), 10.0),
+        max_duplicate_lines=_number(table, "ci:metrics", "max_duplicate_lines",
                                     (0, float("inf"), int)),
-        pytest_args=_arguments(cfg),
+        pytest_args=_arguments(table),
+        source=table.source,
     )

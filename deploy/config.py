@@ -3,6 +3,7 @@
 Every error is a ConfigError naming the file and the key path, e.g.
 `fabric.yaml: services.hello.health.timeout: expected a number, got 'soon'`.
 """
+import math
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -39,6 +40,7 @@ class Health:
     port: str  # a template, e.g. "{{ port }}"; reader.port_number checks its render
     host: str  # a host name or IP address; IPv6 without brackets
     timeout: float
+    expect: tuple = ("release",)  # ("release",), ("status",) or ("field", path, value)
 
     @property
     def url_host(self):
@@ -151,7 +153,7 @@ def check_dests(reader, templates, path):
 
 def parse_health(reader, raw, path):
     """The `health:` mapping."""
-    reader.mapping(raw, path, ("path", "port", "host", "timeout"))
+    reader.mapping(raw, path, ("path", "port", "host", "timeout", "expect"))
     port = raw.get("port", "{{ port }}")
     if isinstance(port, bool) or not isinstance(port, (int, str)):
         reader.fail(f"{path}.port", "a port number or template", port)
@@ -171,7 +173,30 @@ def parse_health(reader, raw, path):
         port=str(port), host=host,
         timeout=reader.number(raw.get("timeout", 30), f"{path}.timeout", 1,
                               high=MAX_HEALTH_TIMEOUT),
+        expect=parse_expect(reader, raw.get("expect", "release"), f"{path}.expect"),
     )
+
+
+FIELD_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
+
+
+def parse_expect(reader, raw, path):
+    """`health.expect`: release, status, or {field: a.b, value: V} (V a string, number,
+    boolean or null, compared with the JSON value at that path)."""
+    if raw in ("release", "status"):
+        return (raw,)
+    if not isinstance(raw, dict):
+        reader.fail(path, "release, status or {field: PATH, value: VALUE}", raw)
+    reader.mapping(raw, path, ("field", "value"))
+    field = reader.text(raw.get("field"), f"{path}.field", FIELD_PATH,
+                        "a field path: names joined by dots (status, data.state)")
+    if "value" not in raw:
+        reader.fail(f"{path}.value", "the value the field must hold", None)
+    value = raw["value"]
+    if value is not None and not isinstance(value, (str, int, float, bool)) or (
+            isinstance(value, float) and not math.isfinite(value)):
+        reader.fail(f"{path}.value", "a string, number, boolean or null", value)
+    return ("field", field, value)
 
 
 def parse_service(reader, name, raw):

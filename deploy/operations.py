@@ -60,7 +60,7 @@ def status(project, target, options, out=print):
         if not ok:
             rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))
             continue
-        info = status_cmd.parse(text)
+        info = status_cmd.parse(text, target.service.health.expect)
         rows.append((host.address, info["release"], info["commit"], info["health"],
                      info["lock"]))
     out(summary_table(_masked(rows, secrets),

@@ -67,12 +67,15 @@ def restart_steps(service, layout, venv, reload=None):
 def health_step(service, layout, venv, health_url, release_id):
     """Poll health_url until it names release_id. Under supervisor the check also asks
     supervisord, so a program that exits fails it at once, with the end of its log."""
-    label = f"health check: {health_url} names {release_id}"
-    timeout = service.health.timeout
+    expect, timeout = service.health.expect, service.health.timeout
+    label = health.describe(expect, health_url, release_id)
     if service.manager == "supervisor":
-        return Run(supervisor.healthy(layout, venv, service.name, health_url, release_id,
-                                      timeout), label, timeout=timeout)
-    return Run(health.check(venv, health_url, release_id, timeout), label, timeout=timeout)
+        return Run(supervisor.healthy(layout, venv, service.name, health_url,
+                                      health.expectation(expect, release_id), timeout),
+                   label, timeout=timeout)
+    unit = systemd.unit_name(service.name, layout.root)
+    return Run(health.check(venv, health_url, release_id, timeout, expect, unit), label,
+               timeout=timeout)
 
 
 def _reload_when_changed(ctx, facts):

@@ -1,30 +1,30 @@
 """Jinja2 with StrictUndefined: strings and template files -> text. templates/ is data."""
 import shlex
-from pathlib import Path
 
 import jinja2
 
 from .errors import ConfigError
 from .secrets import MASK
 
-FABSHIP_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def own_templates():
+    """fabship's own templates (launcher, supervisord.conf, systemd unit): package data of
+    `fabship`, read through Jinja2's package loader."""
+    return jinja2.PackageLoader("fabship", "templates")
 
 
 def environment(project_templates):
-    """A Jinja2 environment over the project's templates, then fabship's own.
+    """A Jinja2 environment over the project's templates, then fabship's own (a project's
+    template of the same name wins).
 
     `project_templates` is a directory, or {name: text} as read from the commit that
     ships (deploy/sourcetree.read_templates).
     """
     if isinstance(project_templates, dict):
-        loaders = [jinja2.FunctionLoader(lambda name: _committed(project_templates, name)),
-                   jinja2.FileSystemLoader(str(FABSHIP_TEMPLATES))]
+        project = jinja2.FunctionLoader(lambda name: _committed(project_templates, name))
     else:
-        dirs = [str(project_templates)]
-        if Path(project_templates).resolve() != FABSHIP_TEMPLATES:
-            dirs.append(str(FABSHIP_TEMPLATES))
-        loaders = [jinja2.FileSystemLoader(dirs)]
-    env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders),
+        project = jinja2.FileSystemLoader(str(project_templates))
+    env = jinja2.Environment(loader=jinja2.ChoiceLoader([project, own_templates()]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
                              autoescape=False)
     env.filters["shell_quote"] = lambda value: shlex.quote(str(value))

@@ -8,7 +8,7 @@ from .hosts import in_url, parse_host
 
 
 @dataclass(frozen=True)
-class Target:
+class Target:  # pylint: disable=too-many-instance-attributes
     """A service and the hosts to act on, with the environment's variables."""
 
     service: Service

@@ -7,7 +7,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.localhosts import SSHD, app_port, free_port, keygen, prepare_privsep, \
+from fabship.deploy.localhosts import SSHD, app_port, free_port, keygen, prepare_privsep, \
     wait_for_port, write_config
 
 __all__ = ["app_port", "start_fleet", "Fleet", "SshServer", "CRONTAB_LOCK"]
@@ -41,6 +41,7 @@ class Fleet:
     base: Path
     client_key: Path
     servers: list = field(default_factory=list)
+    home: Path | None = None  # the sessions' $HOME (None: the user's own)
 
     def known_hosts(self):
         """known_hosts text for every server."""
@@ -49,7 +50,7 @@ class Fleet:
     def start(self, server):
         """(Re)start one sshd."""
         config = write_config(server.dir, server.port, self.base / "authorized_keys",
-                              home=session_home())
+                              home=self.home)
         server.proc = subprocess.Popen(  # pylint: disable=consider-using-with
             [SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
         wait_for_port(server.port, lambda: server.proc.poll() is None)
@@ -87,13 +88,14 @@ def session_home():
     return home
 
 
-def start_fleet(count):
-    """Start `count` sshd hosts; the caller stops them with fleet.stop()."""
+def start_fleet(count, own_home=True):
+    """Start `count` sshd hosts (their sessions' HOME the session_home() unless
+    `own_home` is False); the caller stops them with fleet.stop()."""
     prepare_privsep()
     base = Path(tempfile.mkdtemp(prefix="fsf-", dir="/tmp"))
     client_key = keygen(base / "client_key")
     shutil.copy(f"{client_key}.pub", base / "authorized_keys")
-    fleet = Fleet(base, client_key)
+    fleet = Fleet(base, client_key, home=session_home() if own_home else None)
     for index in range(count):
         server_dir = base / f"h{index + 1}"
         server_dir.mkdir()

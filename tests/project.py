@@ -88,9 +88,10 @@ class Project:
         return head
 
     def run_gates(self, timeout=300):
-        """`python -m ci` in the project root, as a user runs it; CompletedProcess."""
-        return subprocess.run([sys.executable, "-m", "ci"], cwd=self.root, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        """The gates in the project root, as a user runs them (`fabship-ci` is
+        `python -m fabship.ci`); CompletedProcess."""
+        return subprocess.run([sys.executable, "-m", "fabship.ci"], cwd=self.root,
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
     def fab(self, *args, timeout=300, key=None, env=None):
         """Run `fab -i <fleet key> ARGS` in the project; return CompletedProcess."""

@@ -21,14 +21,14 @@ def test_fab_lists_tasks_with_docs():
     assert set(listed) == {"ci", "deploy", "history", "hosts", "launch", "rollback", "service",
                            "status", "terminate"}
     assert listed["launch"].startswith("Launch the EC2 environment's missing instances")
-    assert listed["ci"].startswith("Run the quality gates (python -m ci)")
+    assert listed["ci"].startswith("Run the quality gates (as fabship-ci does)")
     assert listed["deploy"].startswith("Roll a release out: canary, batches")
 
 
 def test_fab_dry_ci_prints_commands():
     proc = fab("--dry", "ci", "--only", "lint")
     assert proc.returncode == 0
-    assert "-m pylint ci deploy fabfile.py services/hello/hello" in proc.stdout
+    assert "-m pylint fabship ci deploy fabfile.py services/hello/hello" in proc.stdout
     assert "nothing was run (--dry)" in proc.stdout
 
 

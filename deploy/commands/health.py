@@ -5,13 +5,23 @@ several times the start-up: the check runs on every host of a deploy at once), e
 0.05 s from the first moment, so a program that has just been started is seen serving
 within 0.05 s. No redirect is followed and no proxy is used: the check asks the program
 on the host itself.
+
+What a healthy answer is (`health.expect`, one JSON argument): `release`, a 200 whose
+body names the release; `status`, any 200; `field`, a 200 whose JSON body has `value` at
+the field path. The last two cannot tell an old process from the new one by the answer,
+so they also need the socket listening on the port to be held by the process the
+manager started (its pid, or a process below it, from /proc): a stray old process
+answering 200 is not the new release.
 """
+import json
 import posixpath
 
-# poll(url, release, timeout, gone): the loop of every health check. `gone()` (asked
-# every 0.25 s) names why the program will never answer (supervisor.healthy asks
-# supervisord), or is None.
+# poll(url, expect, timeout, gone, pids): the loop of every health check. `gone()`
+# (asked every 0.25 s) names why the program will never answer (supervisor.healthy asks
+# supervisord), or is None; `pids()` are the pids the manager runs the program as.
 POLL = r'''
+import json
+import os
 import socket
 import sys
 import time
@@ -45,8 +55,88 @@ def get(parts, request):
     return int(status[0]), body[:2000].decode("utf-8", "replace").strip()
 
 
-def poll(url, release, timeout, gone=lambda: None):
-    """Exit 0 once a GET of url answers 200 naming release; 1 after timeout or when gone."""
+def listening(port):
+    """Inodes of the TCP sockets listening on `port` (IPv4 and IPv6)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and \
+                    int(fields[1].rsplit(":", 1)[1], 16) == port:
+                found.add(f"socket:[{fields[9]}]")
+    return found
+
+
+def below(pids):
+    """pids and every process below them (read from /proc)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    found, todo = set(pids), list(pids)
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def held_by(port, pids):
+    """None when a process among `pids` (or below them) holds the socket listening on
+    `port`; otherwise why not."""
+    if not pids:
+        return "the manager names no running process"
+    sockets = listening(port)
+    for pid in below(pids):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                    return None
+            except OSError:
+                continue
+    return (f"the socket listening on port {port} is not held by the process started "
+            f"now (pid {', '.join(map(str, sorted(pids)))})")
+
+
+def healthy(expect, status, body, parts, pids):
+    """None when the answer is the healthy one `expect` describes; otherwise why not."""
+    if status != 200:
+        return "not 200"
+    if expect["kind"] == "release":
+        return None if expect["release"] in body else "the body does not name the release"
+    if expect["kind"] == "field":
+        try:
+            value = json.loads(body)
+        except ValueError:
+            return "the body is not JSON"
+        for key in expect["path"]:
+            if not isinstance(value, dict) or key not in value:
+                return f"no field {'.'.join(expect['path'])}"
+            value = value[key]
+        if value != expect["value"]:
+            return f"{'.'.join(expect['path'])} is {json.dumps(value)}"
+    return held_by(parts.port or 80, pids())
+
+
+def poll(url, expect, timeout, gone=lambda: None, pids=lambda: []):
+    """Exit 0 once a GET of url answers as `expect` says; 1 after timeout or when gone."""
+    expect = json.loads(expect)
     parts = urlsplit(url)
     request = (f"GET {parts.path or '/'}{'?' if parts.query else ''}{parts.query} "
                f"HTTP/1.0\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n").encode()
@@ -56,9 +146,12 @@ def poll(url, release, timeout, gone=lambda: None):
         try:
             status, body = get(parts, request)
             last = f"{status} {body}"
-            if status == 200 and release in body:
+            why = healthy(expect, status, body, parts, pids)
+            if why is None:
                 print(f"healthy: {last}")
                 sys.exit(0)
+            if status == 200 and expect["kind"] != "release":
+                last += f" ({why})"
         except OSError as exc:
             last = f"no answer ({exc.strerror or exc})"
         except ValueError as exc:
@@ -74,7 +167,24 @@ def poll(url, release, timeout, gone=lambda: None):
             sys.exit(1)
         time.sleep(0.05)
 '''
-CHECK = POLL + "\npoll(sys.argv[1], sys.argv[2], float(sys.argv[3]))\n"
+# CHECK URL EXPECT TIMEOUT [UNIT]: the plain check; the program's pids, when `expect`
+# needs them, are systemd's MainPID of UNIT.
+CHECK = POLL + r'''
+
+def unit_pids():
+    """The MainPID systemd reports for the unit (none when it does not run)."""
+    import subprocess
+    try:
+        shown = subprocess.run(["systemctl", "show", "--property", "MainPID", "--value",
+                                sys.argv[4]], capture_output=True, text=True, timeout=10,
+                               check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [int(shown)] if shown.isdigit() and int(shown) else []
+
+
+poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), pids=unit_pids)
+'''
 
 
 def url(host, port, path):
@@ -82,7 +192,29 @@ def url(host, port, path):
     return f"http://{host}:{port}{path}"
 
 
-def check(venv, health_url, release_id, timeout):
-    """Poll until 200 and the body names release_id, or fail after timeout seconds."""
-    return (posixpath.join(venv, "bin", "python"), "-c", CHECK, health_url, release_id,
-            f"{timeout:g}")
+def expectation(expect, release_id):
+    """The one JSON argument of a check: what a healthy answer is (config.Health.expect:
+    ("release",), ("status",) or ("field", path, value))."""
+    kind = expect[0]
+    if kind == "release":
+        return json.dumps({"kind": kind, "release": release_id})
+    if kind == "field":
+        return json.dumps({"kind": kind, "path": expect[1].split("."), "value": expect[2]})
+    return json.dumps({"kind": kind})
+
+
+def describe(expect, health_url, release_id):
+    """The step's label: what the check waits for."""
+    if expect[0] == "release":
+        return f"health check: {health_url} names {release_id}"
+    if expect[0] == "field":
+        return (f"health check: {health_url} answers {expect[1]} = {json.dumps(expect[2])} "
+                "from the program started now")
+    return f"health check: {health_url} answers 200 from the program started now"
+
+
+def check(venv, health_url, release_id, timeout, expect=("release",), unit=""):  # pylint: disable=R0913,R0917
+    """Poll until the answer is healthy as `expect` says, or fail after timeout seconds;
+    `unit` (systemd) names the program when `expect` asks which process answers."""
+    return (posixpath.join(venv, "bin", "python"), "-c", CHECK, health_url,
+            expectation(expect, release_id), f"{timeout:g}", unit)

@@ -56,7 +56,20 @@ def _json(text):
     return value if isinstance(value, dict) else {}
 
 
-def parse(text):
+def answers(expect, current, body):
+    """Whether a 200's body (its first 300 characters) is the healthy one `expect` says
+    (health.expect; status asks no more of it: the deploy proved which process answers)."""
+    if expect[0] == "release":
+        return current in body
+    if expect[0] == "field":
+        value = _json(body) if body.startswith("{") else {}
+        for key in expect[1].split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        return value == expect[2]
+    return True
+
+
+def parse(text, expect=("release",)):
     """{release, commit, health, lock} for the status table."""
     values = dict(line.partition("=")[::2] for line in text.splitlines() if "=" in line)
     current = values.get("current", "").rstrip("/").rsplit("/", 1)[-1]
@@ -64,7 +77,7 @@ def parse(text):
     answer = values.get("health", "")
     if not current:
         health = "no release"
-    elif answer.startswith("200 ") and current in answer:
+    elif answer.startswith("200 ") and answers(expect, current, answer[4:]):
         health = "ok"
     elif answer.startswith("200 "):
         health = "stale: " + answer[4:80]

@@ -138,7 +138,7 @@ except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as 
     raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
 '''
 
-# ACTION healthy, with URL RELEASE TIMEOUT: health.POLL's check, given up as soon as
+# ACTION healthy, with URL EXPECT TIMEOUT: health.POLL's check, given up as soon as
 # supervisord reports the program neither starting nor running (it exited, backs off,
 # gave up, was stopped; a program that supervisord just started has yet to be started)
 # instead of at the timeout; the end of its log says why.
@@ -162,7 +162,17 @@ def gone():
     return why + (f"; its log ends: {' | '.join(log[-5:])}" if log else "")
 
 
-poll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone)
+def pids():
+    """The program's pid as supervisord tells (none when it does not run)."""
+    try:
+        pid = call("getProcessInfo", program)["pid"]
+    except (NoAnswer, Fault, OSError, ValueError, LookupError, TypeError,
+            ElementTree.ParseError):
+        return []
+    return [pid] if isinstance(pid, int) and pid > 0 else []
+
+
+poll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone, pids)
 '''
 
 # What every script below starts with: no link at a path supervisord writes or talks
@@ -225,7 +235,8 @@ def stop(layout, venv, program):
     return _argv(STOP, layout, venv, program)
 
 
-def healthy(layout, venv, program, health_url, release_id, timeout):  # pylint: disable=R0913,R0917
-    """health.check of a program under supervisord: it fails as soon as supervisord reports
-    the program exited, with the end of its log, instead of at the timeout."""
-    return _argv(HEALTHY, layout, venv, program, health_url, release_id, f"{timeout:g}")
+def healthy(layout, venv, program, health_url, expect, timeout):  # pylint: disable=R0913,R0917
+    """health.check of a program under supervisord (`expect`: health.expectation's JSON):
+    it fails as soon as supervisord reports the program exited, with the end of its log,
+    instead of at the timeout; the program's pid comes from supervisord."""
+    return _argv(HEALTHY, layout, venv, program, health_url, expect, f"{timeout:g}")

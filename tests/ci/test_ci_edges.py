@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from ci.gates import gates_for
-from ci.report import build_record, format_table, git_state, write_record
-from ci.runner import JobOutcome
-from ci.settings import CiSettings
-from ci.verdicts import GateResult, judge
+from fabship.ci.gates import gates_for
+from fabship.ci.report import build_record, format_table, git_state, write_record
+from fabship.ci.runner import JobOutcome
+from fabship.ci.settings import CiSettings
+from fabship.ci.verdicts import GateResult, judge
 from tests.helpers import git
 
 

@@ -2,8 +2,8 @@
 from dataclasses import replace
 from pathlib import Path
 
-from ci.gates import gates_for, jobs_for
-from ci.settings import CiSettings
+from fabship.ci.gates import gates_for, jobs_for
+from fabship.ci.settings import CiSettings
 
 SETTINGS = CiSettings(root=Path("/p"), packages=("pkg", "tool.py"), tests=("tests",),
                       reports=Path("reports"), gates=("unit", "coverage", "lint", "metrics"),

@@ -1,8 +1,8 @@
 """Parsers for the reports the gate tools write, on texts as the tools print them."""
 import pytest
 
-from ci.metrics import sloc_by_package, sloc_of_file
-from ci.parsers import (ReportError, JunitTotals, parse_coverage, parse_duplicate_lines,
+from fabship.ci.metrics import sloc_by_package, sloc_of_file
+from fabship.ci.parsers import (ReportError, JunitTotals, parse_coverage, parse_duplicate_lines,
                         parse_junit, parse_pylint_score)
 
 PYLINT_R0801 = """************* Module p.b

@@ -2,8 +2,8 @@
 import json
 from datetime import datetime, timezone
 
-from ci.report import build_record, format_table, git_state, write_record
-from ci.verdicts import GateResult
+from fabship.ci.report import build_record, format_table, git_state, write_record
+from fabship.ci.verdicts import GateResult
 from tests.helpers import git
 
 RESULTS = [

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ci.cli import main
+from fabship.ci.cli import main
 from tests.helpers import REPO, git
 
 SAMPLES = REPO / "tests" / "samples"

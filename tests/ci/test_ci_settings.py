@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from ci.settings import CiConfigError, load_settings, parse_gate_names
+from fabship.ci.settings import CiConfigError, load_settings, parse_gate_names
 
 GOOD = """
 [ci]

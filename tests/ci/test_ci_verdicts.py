@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from ci.gates import gates_for
-from ci.runner import JobOutcome
-from ci.settings import CiSettings
-from ci.verdicts import judge
+from fabship.ci.gates import gates_for
+from fabship.ci.runner import JobOutcome
+from fabship.ci.settings import CiSettings
+from fabship.ci.verdicts import judge
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import threading
 import time
 import urllib.request
 
-from deploy.localhosts import read_pid, stop_pid
+from fabship.deploy.localhosts import read_pid, stop_pid
 from tests.helpers import git
 from tests.project import fleet_hosts
 

@@ -1,8 +1,8 @@
 """Building blocks for the pure-layer tests: a parsed service and a host context."""
-from deploy.config import parse_services
-from deploy.context import ReleaseInfo, build_context
-from deploy.render import environment
-from deploy.target import select
+from fabship.deploy.config import parse_services
+from fabship.deploy.context import ReleaseInfo, build_context
+from fabship.deploy.render import environment
+from fabship.deploy.target import select
 from tests.helpers import REPO
 
 RAW = {

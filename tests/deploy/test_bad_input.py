@@ -20,16 +20,16 @@ import yaml
 from fabric import Config
 from invoke.exceptions import Exit
 
-from deploy.cli import check_fabric_settings
-from deploy.config import parse_services
-from deploy.errors import ConfigError, DeployError
-from deploy.fabconfig import (env_error, guard_fab_config, load_json, load_yaml, make_strict,
+from fabship.deploy.cli import check_fabric_settings
+from fabship.deploy.config import parse_services
+from fabship.deploy.errors import ConfigError, DeployError
+from fabship.deploy.fabconfig import (env_error, guard_fab_config, load_json, load_yaml, make_strict,
                               merge_conflict)
-from deploy.gaterecord import read_record
-from deploy.hosts import in_url, local_user, name_local_user, parse_host
-from deploy.localhosts import SSHD, write_config
-from deploy.reader import count_option, port_number
-from deploy.target import Target, check_hosts, hosts_key, select
+from fabship.deploy.gaterecord import read_record
+from fabship.deploy.hosts import in_url, local_user, name_local_user, parse_host
+from fabship.deploy.localhosts import SSHD, write_config
+from fabship.deploy.reader import count_option, port_number
+from fabship.deploy.target import Target, check_hosts, hosts_key, select
 from tests.deploy.fleetstate import Builder
 from tests.helpers import REPO
 from tests.project import FAB
@@ -684,7 +684,7 @@ def as_nobody(cwd, *argv):
 
 def test_no_passwd_entry_fab_starts_and_a_host_without_user_is_one_error(bare):
     probe = as_nobody(bare, str(Path(FAB).with_name("python")), "-c",
-                      "import getpass, os\nfrom deploy.hosts import local_user\n"
+                      "import getpass, os\nfrom fabship.deploy.hosts import local_user\n"
                       "try:\n getpass.getuser()\nexcept KeyError:\n"
                       " print('no user', os.getuid(), local_user())")
     assert probe.stdout.strip() == f"no user {NOBODY} uid{NOBODY}", probe.stdout + probe.stderr

@@ -11,13 +11,13 @@ import subprocess
 
 import pytest
 
-from deploy.batch import (FENCED, BatchResult, Marks, batch_command, batch_script, new_nonce,
+from fabship.deploy.batch import (FENCED, BatchResult, Marks, batch_command, batch_script, new_nonce,
                           run_batch)
-from deploy.commands import lock
-from deploy.events import EventBus
-from deploy.executor import HostExecutor
-from deploy.outcome import HostState, Outcome
-from deploy.steps import Batch, HostPlan, Phase, Run
+from fabship.deploy.commands import lock
+from fabship.deploy.events import EventBus
+from fabship.deploy.executor import HostExecutor
+from fabship.deploy.outcome import HostState, Outcome
+from fabship.deploy.steps import Batch, HostPlan, Phase, Run
 
 FORGED = ("fabship-step-done x", "fabship-step-done 99", "fabship-step-failed 0 0",
           "fabship-step-done abc", "fabship-0000000000000000-done 1")

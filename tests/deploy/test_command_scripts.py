@@ -18,11 +18,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from deploy.artifact import build_source, deterministic_tar
-from deploy.commands import lock, release, script, supervisor
-from deploy.commands import status as status_cmd
-from deploy.facts import Facts, parse_facts, parse_lock_owner
-from deploy.layout import Layout
+from fabship.deploy.artifact import build_source, deterministic_tar
+from fabship.deploy.commands import lock, release, script, supervisor
+from fabship.deploy.commands import status as status_cmd
+from fabship.deploy.facts import Facts, parse_facts, parse_lock_owner
+from fabship.deploy.layout import Layout
 from tests.helpers import git
 
 OWNER = json.dumps({"who": "alice", "where": "laptop", "pid": 7, "release": "r2"})

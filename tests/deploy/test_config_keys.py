@@ -1,8 +1,8 @@
 """fabric.yaml validation at every level: each error is one exact line naming file and key."""
 import pytest
 
-from deploy.config import Health, TemplateSpec, parse_services, parse_ssh
-from deploy.errors import ConfigError
+from fabship.deploy.config import Health, TemplateSpec, parse_services, parse_ssh
+from fabship.deploy.errors import ConfigError
 from tests.deploy.helpers import RAW
 
 EC2 = {"count": 1, "instance_type": "t3.small", "ami": "ami-0123456789abcdef0"}
@@ -32,7 +32,8 @@ def message(raw, source="fabric.yaml"):
     ({"hello": hello(colour="red")},
      f"services.hello.colour: unknown key; expected one of {SERVICE_KEYS}"),
     ({"hello": hello(health={"path": "/h", "retries": 3})},
-     "services.hello.health.retries: unknown key; expected one of path, port, host, timeout"),
+     "services.hello.health.retries: unknown key; expected one of path, port, host, timeout, "
+     "expect"),
     ({"hello": hello(templates=[{"src": "a", "dest": "b"}, {"src": "a", "dest": "c",
                                                             "owner": "root"}])},
      "services.hello.templates[1].owner: unknown key; expected one of src, dest, mode"),

@@ -1,10 +1,10 @@
 """fabric.yaml `services:` validation and the choice of service, environment and hosts."""
 import pytest
 
-from deploy.config import parse_services, parse_ssh
-from deploy.errors import ConfigError
-from deploy.hosts import parse_host
-from deploy.target import select
+from fabship.deploy.config import parse_services, parse_ssh
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.hosts import parse_host
+from fabship.deploy.target import select
 from tests.deploy.helpers import RAW, services
 
 

@@ -6,8 +6,8 @@ import threading
 import pytest
 from rich.console import Console
 
-from deploy.console import LiveConsole, PlainConsole, console_for
-from deploy.events import EventBus
+from fabship.deploy.console import LiveConsole, PlainConsole, console_for
+from fabship.deploy.events import EventBus
 from tests.deploy.fleetstate import table
 
 HOSTS = ("h1", "h2", "h3")

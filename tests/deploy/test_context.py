@@ -8,12 +8,12 @@ import json
 
 import pytest
 
-from deploy.commands import systemd
-from deploy.context import ReleaseInfo, build_context
-from deploy.errors import ConfigError
-from deploy.render import HIDDEN, environment
-from deploy.secrets import Secret
-from deploy.target import select
+from fabship.deploy.commands import systemd
+from fabship.deploy.context import ReleaseInfo, build_context
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.render import HIDDEN, environment
+from fabship.deploy.secrets import Secret
+from fabship.deploy.target import select
 from tests.deploy.helpers import RELEASE, contexts, services
 from tests.helpers import REPO
 

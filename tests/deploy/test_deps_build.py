@@ -1,7 +1,7 @@
 """The deps bundle build on the controller: pip runs without the secret variables."""
 import os
 
-from deploy.artifact import build_deps
+from fabship.deploy.artifact import build_deps
 
 
 def test_pip_wheel_never_inherits_secret_variables(tmp_path, monkeypatch):

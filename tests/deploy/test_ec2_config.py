@@ -1,10 +1,10 @@
 """The `ec2:` block of an environment: defaults, the full settings, and every bad value."""
 import pytest
 
-from deploy.config import parse_services
-from deploy.ec2config import IngressRule
-from deploy.errors import ConfigError
-from deploy.target import select
+from fabship.deploy.config import parse_services
+from fabship.deploy.ec2config import IngressRule
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.target import select
 from tests.deploy.helpers import services
 
 EC2 = {"count": 2, "instance_type": "t3.small", "ami": "ami-0123456789abcdef0"}

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from deploy.errors import ConfigError, DeployError
-from deploy.gaterecord import check_gates, head_commit, summary
-from deploy.secrets import MASK, Secret, holds_secret, mask, read_secrets
+from fabship.deploy.errors import ConfigError, DeployError
+from fabship.deploy.gaterecord import check_gates, head_commit, summary
+from fabship.deploy.secrets import MASK, Secret, holds_secret, mask, read_secrets
 from tests.helpers import git
 
 HINT = ("run the gates (`python -m ci`) on this commit, or ship anyway with `--skip-gates` "

@@ -9,8 +9,8 @@ import os
 import signal
 import subprocess
 
-from deploy.commands import supervisor
-from deploy.layout import Layout
+from fabship.deploy.commands import supervisor
+from fabship.deploy.layout import Layout
 from tests.deploy.fleetstate import break_health, by_host, deploy_fails, deploy_ok, \
     history, release_of, supervisorctl, wait_until
 

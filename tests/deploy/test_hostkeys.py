@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.errors import DeployError
-from deploy.hostkeys import InstancePins, console_host_keys
+from fabship.deploy.errors import DeployError
+from fabship.deploy.hostkeys import InstancePins, console_host_keys
 
 SAMPLE = Path(__file__).parent / "data" / "console-output-al2023.txt"
 ED25519 = ("ssh-ed25519", "AAAAC3NzaC1lZDI1NTE5AAAAIBVLcKTbnXBavK3Ah0nr244EI/MVMjJ2tJrfvVUd5icb")

@@ -4,9 +4,9 @@ from types import MappingProxyType
 
 import pytest
 
-from deploy.ec2config import Ec2Settings
-from deploy.errors import ConfigError
-from deploy.instances import Instance, address_of, age, by_slot, describe_filters, foreign, \
+from fabship.deploy.ec2config import Ec2Settings
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.instances import Instance, address_of, age, by_slot, describe_filters, foreign, \
     host_of, parse_instances, table_rows
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -17,7 +17,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from deploy.emulator import Pairer
+from fabship.deploy.emulator import Pairer
 from tests.fleet import start_fleet
 from tests.project import Project
 

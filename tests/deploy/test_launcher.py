@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from deploy import launcher
-from deploy.errors import ConfigError
-from deploy.render import environment
-from deploy.secrets import MASK, Secret
+from fabship.deploy import launcher
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.render import environment
+from fabship.deploy.secrets import MASK, Secret
 from tests.helpers import REPO
 
 ENV = environment(REPO / "templates")

@@ -4,8 +4,8 @@ import urllib.parse
 
 import pytest
 
-from deploy.errors import ConfigError
-from deploy.secrets import (MASK, Secret, holds_secret, mask, read_secrets, secrets_set,
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.secrets import (MASK, Secret, holds_secret, mask, read_secrets, secrets_set,
                             variants)
 
 TOKEN = Secret("TOKEN", "s3cr3t/Value+x")

@@ -9,12 +9,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from deploy.errors import ConfigError
-from deploy.events import EventBus
-from deploy.notify import Notifier
-from deploy.notifyconfig import NotifySettings, Webhook, parse_notify
-from deploy.reader import Reader
-from deploy.secrets import Secret
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.events import EventBus
+from fabship.deploy.notify import Notifier
+from fabship.deploy.notifyconfig import NotifySettings, Webhook, parse_notify
+from fabship.deploy.reader import Reader
+from fabship.deploy.secrets import Secret
 
 CONTEXT = {"service": "hello", "environment": "staging", "commit": "abc123",
            "deployer": "ann@box"}

@@ -5,16 +5,16 @@ import subprocess
 
 import pytest
 
-from deploy.artifact import Artifact
-from deploy.commands import lock, release, supervisor, systemd
-from deploy.errors import ConfigError
-from deploy.batch import FENCED, batch_script, upload_tar
-from deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
-from deploy.layout import Layout
-from deploy.planner import build_host_plan, owner_record, probe_batch
-from deploy.printer import UNKNOWN_REVERT, plan_lines, summary_table
-from deploy.secrets import Secret
-from deploy.steps import Batch, Run, Upload, to_json
+from fabship.deploy.artifact import Artifact
+from fabship.deploy.commands import lock, release, supervisor, systemd
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.batch import FENCED, batch_script, upload_tar
+from fabship.deploy.facts import UNKNOWN, Facts, describe_owner, parse_facts, parse_lock_owner
+from fabship.deploy.layout import Layout
+from fabship.deploy.planner import build_host_plan, owner_record, probe_batch
+from fabship.deploy.printer import UNKNOWN_REVERT, plan_lines, summary_table
+from fabship.deploy.secrets import Secret
+from fabship.deploy.steps import Batch, Run, Upload, to_json
 from tests.deploy.helpers import RELEASE, contexts
 
 SOURCE = Artifact("d" * 64, b"source-bytes")

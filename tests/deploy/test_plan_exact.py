@@ -6,13 +6,13 @@ Scripts are named by their constant (`SWITCH /srv/hello ...`), long values by a 
 import json
 import shlex
 
-from deploy.artifact import Artifact
-from deploy.commands import boot, health, lock, release, supervisor, systemd
-from deploy.facts import UNKNOWN, Facts, parse_facts
-from deploy.rollback import rollback_plan
-from deploy.planner import build_host_plan, owner_record, probe_batch
-from deploy.secrets import Secret
-from deploy.steps import Batch, Run
+from fabship.deploy.artifact import Artifact
+from fabship.deploy.commands import boot, health, lock, release, supervisor, systemd
+from fabship.deploy.facts import UNKNOWN, Facts, parse_facts
+from fabship.deploy.rollback import rollback_plan
+from fabship.deploy.planner import build_host_plan, owner_record, probe_batch
+from fabship.deploy.secrets import Secret
+from fabship.deploy.steps import Batch, Run
 from tests.deploy.helpers import RELEASE, contexts
 
 SOURCE = Artifact("d" * 64, b"source-bytes")
@@ -110,7 +110,8 @@ RESTART = [
     "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
 ]
 HEALTH = ("health check: http://127.0.0.1:8080/health names R | HEALTHY VENV/bin/python "
-          "CUR/supervisord.conf /srv/hello hello http://127.0.0.1:8080/health R 15")
+          "CUR/supervisord.conf /srv/hello hello http://127.0.0.1:8080/health "
+          """'{"kind": "release", "release": "R"}' 15""")
 UPLOADS_ONLY_WHEN_MISSING = {2, 3, 11, 13}
 FENCE = ("/srv/hello/.lock", owner_record(RELEASE))
 
@@ -135,7 +136,8 @@ def revert_to(name):
             "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello"]),
         ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {name} | "
                               f"HEALTHY {back} CUR/supervisord.conf /srv/hello hello "
-                              f"http://127.0.0.1:8080/health {name} 15"])]
+                              "http://127.0.0.1:8080/health "
+                              f"""'{{"kind": "release", "release": "{name}"}}' 15"""])]
 
 
 STOP_FIRST = [("revert", None, [
@@ -254,7 +256,8 @@ def test_systemd_plans_exactly():
             f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
         # the plain check: systemd is not asked (supervisord is, in HEALTH)
         ("verify", "health", ["health check: http://127.0.0.1:8080/health names R | CHECK "
-                              "VENV/bin/python http://127.0.0.1:8080/health R 15"])]
+                              "VENV/bin/python http://127.0.0.1:8080/health "
+                              f"""'{{"kind": "release", "release": "R"}}' 15 {UNIT}"""])]
     assert phases(plan.revert) == [("revert", None, [
         f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
         "remove current | rm -f ROOT/current"])]

@@ -6,10 +6,10 @@ from types import MappingProxyType
 
 import pytest
 
-from deploy.ec2config import Ec2Settings, IngressRule, SecurityGroup
-from deploy.instances import Instance
-from deploy.printer import call_lines
-from deploy.provision import GROUP_REF, LaunchFacts, LaunchSpec, client_token, parse_rules, \
+from fabship.deploy.ec2config import Ec2Settings, IngressRule, SecurityGroup
+from fabship.deploy.instances import Instance
+from fabship.deploy.printer import call_lines
+from fabship.deploy.provision import GROUP_REF, LaunchFacts, LaunchSpec, client_token, parse_rules, \
     plan_launch
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from deploy.localhosts import read_pid
+from fabship.deploy.localhosts import read_pid
 from tests.helpers import REPO, git
 
 URL = re.compile(r"slot (\d) \((i-[0-9a-f]+) on h\d\): (http://127\.0\.0\.1:\d+/)")
@@ -38,7 +38,7 @@ testpaths = checks
 def rehearsal(project, action):
     """python -m deploy.rehearsal ACTION in the project."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SSH_"))}
-    return subprocess.run([sys.executable, "-m", "deploy.rehearsal", action, "--project",
+    return subprocess.run([sys.executable, "-m", "fabship.deploy.rehearsal", action, "--project",
                            str(project)], capture_output=True, text=True, timeout=600,
                           env={**env, "PYTHONPATH": str(REPO)}, check=False)
 

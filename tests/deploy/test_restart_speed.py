@@ -19,11 +19,11 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from deploy.commands import LAYOUT_NO_LINKS, health, supervisor
-from deploy.layout import Layout
+from fabship.deploy.commands import LAYOUT_NO_LINKS, health, supervisor
+from fabship.deploy.layout import Layout
 from tests.helpers import REPO
 
-TEMPLATE = REPO / "templates" / "supervisor" / "supervisord.conf.j2"
+TEMPLATE = REPO / "fabship" / "templates" / "supervisor" / "supervisord.conf.j2"
 GOOD = '#!/bin/sh\ncd "$(dirname "$0")/.." && exec "$PY" -m http.server "$PORT" --bind 127.0.0.1\n'
 CRASHING = "#!/bin/sh\necho 'hello: cannot start: no such file'\nexit 3\n"
 
@@ -85,7 +85,8 @@ class Host:
     def watched(self, release_id, timeout=20):
         """supervisor.healthy: the health check that also asks supervisord."""
         url = health.url("127.0.0.1", self.port, "/release.json")
-        return sh(supervisor.healthy(self.layout, self.venv, "hello", url, release_id, timeout))
+        return sh(supervisor.healthy(self.layout, self.venv, "hello", url,
+                                     health.expectation(("release",), release_id), timeout))
 
     def shutdown(self):
         """Shut supervisord down and wait until its socket no longer answers."""
@@ -128,10 +129,12 @@ def test_scripts_ask_supervisord_through_its_socket_with_values_as_arguments():
     by the release's Python without site-packages."""
     layout, python = Layout("/srv/hello"), "/srv/hello/venvs/k/bin/python"
     conf = "/srv/hello/current/.fabship/supervisord.conf"
-    assert supervisor.healthy(layout, "/srv/hello/venvs/k", "hello", "http://h:1/x", "r1",
+    expect = health.expectation(("release",), "r1")
+    assert expect == '{"kind": "release", "release": "r1"}'
+    assert supervisor.healthy(layout, "/srv/hello/venvs/k", "hello", "http://h:1/x", expect,
                               2.5) == ("sh", "-c", "set -e" + supervisor.HEALTHY, "fabship",
                                        python, conf, "/srv/hello", "hello", "http://h:1/x",
-                                       "r1", "2.5")
+                                       expect, "2.5")
     for body in (supervisor.RELOAD, supervisor.RESTART, supervisor.STOP, supervisor.HEALTHY):
         assert '"$python" -I -S - ' in body and '"$root/supervisor.sock"' in body
         # the pid file is named only to refuse a link planted there

@@ -4,12 +4,12 @@ import time
 
 import pytest
 
-from deploy.config import parse_services
-from deploy.errors import ConfigError
-from deploy.hosts import parse_host
-from deploy.pool import Pool
-from deploy.rolloutconfig import Amount, RolloutSettings, parse_rollout, waves, with_options
-from deploy.target import limit, select
+from fabship.deploy.config import parse_services
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.hosts import parse_host
+from fabship.deploy.pool import Pool
+from fabship.deploy.rolloutconfig import Amount, RolloutSettings, parse_rollout, waves, with_options
+from fabship.deploy.target import limit, select
 
 HOSTS = [f"h{i}" for i in range(1, 11)]
 

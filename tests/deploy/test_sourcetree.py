@@ -5,9 +5,9 @@ import tarfile
 
 import pytest
 
-from deploy.artifact import build_source
-from deploy.errors import ConfigError
-from deploy.sourcetree import read_commit, read_file, read_templates, resolve, tree_path
+from fabship.deploy.artifact import build_source
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.sourcetree import read_commit, read_file, read_templates, resolve, tree_path
 from tests.helpers import git
 
 WHERE = "fabric.yaml: services.app.source"

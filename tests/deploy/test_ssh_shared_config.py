@@ -10,10 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import paramiko
 from fabric import Config
 
-from deploy.config import SshSettings
-from deploy.hosts import parse_host
-from deploy.knownhosts import KnownHosts
-from deploy.ssh import SshHost
+from fabship.deploy.config import SshSettings
+from fabship.deploy.hosts import parse_host
+from fabship.deploy.knownhosts import KnownHosts
+from fabship.deploy.ssh import SshHost
 
 
 def shared_config(tmp_path):

@@ -19,15 +19,15 @@ import paramiko
 import pytest
 from fabric import Config
 
-from deploy.batch import run_batch
-from deploy.config import SshSettings, parse_ssh
-from deploy.errors import ConfigError, DeployError
-from deploy import knownhosts
-from deploy.hostkeys import InstancePins
-from deploy.hosts import parse_host
-from deploy.knownhosts import KnownHosts, host_matches, parse_known_hosts
-from deploy.ssh import SshHost
-from deploy.steps import Batch, Run
+from fabship.deploy.batch import run_batch
+from fabship.deploy.config import SshSettings, parse_ssh
+from fabship.deploy.errors import ConfigError, DeployError
+from fabship.deploy import knownhosts
+from fabship.deploy.hostkeys import InstancePins
+from fabship.deploy.hosts import parse_host
+from fabship.deploy.knownhosts import KnownHosts, host_matches, parse_known_hosts
+from fabship.deploy.ssh import SshHost
+from fabship.deploy.steps import Batch, Run
 from tests.fleet import keygen, start_fleet
 
 ED25519 = "AAAAC3NzaC1lZDI1NTE5AAAAIBVLcKTbnXBavK3Ah0nr244EI/MVMjJ2tJrfvVUd5icb"

@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from deploy.commands import health, status, supervisor, systemd
-from deploy.layout import Layout
+from fabship.deploy.commands import health, status, supervisor, systemd
+from fabship.deploy.config import parse_services
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.layout import Layout
 
 LAYOUT = Layout("/srv/hello")
 OWNER = {"who": "alice", "where": "laptop", "since": "2026-11-23T12:00:00Z"}
@@ -147,8 +149,11 @@ def test_health_check_argv_and_url():
     """The release's python runs the constant check with url, release and timeout."""
     assert health.url("::1", 8080, "/health") == "http://::1:8080/health"
     assert health.check("/srv/hello/venvs/k", "http://h:1/x", "r1", 2.5) == (
-        "/srv/hello/venvs/k/bin/python", "-c", health.CHECK, "http://h:1/x", "r1", "2.5")
-    assert health.check("/v", "u", "r", 30.0)[-1] == "30"
+        "/srv/hello/venvs/k/bin/python", "-c", health.CHECK, "http://h:1/x",
+        '{"kind": "release", "release": "r1"}', "2.5", "")
+    assert health.check("/v", "u", "r", 30.0)[-2] == "30"
+    assert health.check("/v", "u", "r", 5, ("field", "a.b", 1), "x.service")[-3:] == (
+        '{"kind": "field", "path": ["a", "b"], "value": 1}', "5", "x.service")
 
 
 def test_health_check_runs_until_the_release_answers(server):
@@ -159,6 +164,81 @@ def test_health_check_runs_until_the_release_answers(server):
     server.answer = (500, "boom")
     bad = run(health.check(venv, url(server), "r1", 1))
     assert (bad.returncode, bad.stdout) == (1, "unhealthy after 1s; last response: 500 boom\n")
+
+
+def poll_with(expect, server, pids, timeout=1):
+    """health.POLL run for real against the server, the program's pids as given."""
+    code = health.POLL + f"\npoll(sys.argv[1], sys.argv[2], {timeout}, pids=lambda: {pids!r})\n"
+    return run((sys.executable, "-c", code, url(server),
+                health.expectation(expect, "r1")))
+
+
+def test_status_and_field_checks_need_the_answering_socket_held_by_the_new_process(server):
+    """`status`/`field` cannot tell processes apart by the answer: the socket listening on
+    the port must be held by the manager's pid (or a process below it). Here it is held
+    by this test's process; a stray pid (a child `sleep`) is not the one answering."""
+    server.answer = (200, '{"status": "ok", "data": {"n": 1}}')
+    mine = [os.getpid()]
+    assert poll_with(("status",), server, mine).returncode == 0
+    assert poll_with(("field", "data.n", 1), server, mine).returncode == 0
+    with subprocess.Popen(["sleep", "30"]) as stray:
+        try:
+            bad = poll_with(("status",), server, [stray.pid])
+        finally:
+            stray.kill()
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("unhealthy after 1s; last response: 200 ")
+    assert (f"(the socket listening on port {server.server_address[1]} is not held by the "
+            f"process started now (pid {stray.pid}))") in bad.stdout, bad.stdout
+    wrong = poll_with(("field", "data.n", 2), server, mine)
+    assert wrong.returncode == 1 and "(data.n is 1)" in wrong.stdout, wrong.stdout
+    none = poll_with(("status",), server, [])
+    assert "(the manager names no running process)" in none.stdout, none.stdout
+    server.answer = (200, "plain")
+    assert "(the body is not JSON)" in poll_with(("field", "s", "ok"), server, mine).stdout
+    assert poll_with(("release",), server, []).returncode == 1  # no r1 in "plain"
+
+
+@pytest.mark.parametrize("expect, parsed", [
+    ("release", ("release",)), ("status", ("status",)),
+    ({"field": "data.state", "value": "up"}, ("field", "data.state", "up")),
+    ({"field": "ok", "value": True}, ("field", "ok", True)),
+])
+def test_health_expect_forms(expect, parsed):
+    """health.expect: release (the default), status, or a JSON field with its value."""
+    service = {"source": "s", "run": "r", "health": {"expect": expect},
+               "environments": {"t": {"hosts": ["u@h"]}}}
+    assert parse_services({"x": service}, "f.yaml")["x"].health.expect == parsed
+    del service["health"]
+    assert parse_services({"x": service}, "f.yaml")["x"].health.expect == ("release",)
+
+
+@pytest.mark.parametrize("expect, message", [
+    ("ok", "services.x.health.expect: expected release, status or {field: PATH, value: "
+           "VALUE}, got 'ok'"),
+    ({"field": "a..b", "value": 1}, "services.x.health.expect.field: expected a field path"),
+    ({"field": "a"}, "services.x.health.expect.value: expected the value the field must "
+                     "hold, got None"),
+    ({"field": "a", "value": [1]}, "services.x.health.expect.value: expected a string, "
+                                   "number, boolean or null, got [1]"),
+    ({"field": "a", "value": 1, "op": "eq"}, "services.x.health.expect.op: unknown key"),
+])
+def test_bad_health_expect_is_one_clear_error(expect, message):
+    """Which file, which key, what was expected."""
+    service = {"source": "s", "run": "r", "health": {"expect": expect},
+               "environments": {"t": {"hosts": ["u@h"]}}}
+    with pytest.raises(ConfigError) as err:
+        parse_services({"x": service}, "f.yaml")
+    assert str(err.value).startswith("f.yaml: " + message), err.value
+
+
+def test_status_table_reads_health_by_the_expectation():
+    """`fab service status` calls a host ok by the same rule (the body is cut at 300)."""
+    text = "current=/srv/x/releases/r1\nhealth=200 {\"status\": \"ok\"}\n"
+    assert status.parse(text)["health"].startswith("stale")
+    assert status.parse(text, ("status",))["health"] == "ok"
+    assert status.parse(text, ("field", "status", "ok"))["health"] == "ok"
+    assert status.parse(text, ("field", "status", "up"))["health"].startswith("stale")
 
 
 def test_supervisor_commands_are_exact():

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
-from deploy.commands import boot
-from deploy.events import EventBus
-from deploy.executor import HostExecutor
-from deploy.outcome import HostState, Outcome
-from deploy.rehearsal import Rehearsal
-from deploy.steps import HostPlan, Phase, Run
+from fabship.deploy.commands import boot
+from fabship.deploy.events import EventBus
+from fabship.deploy.executor import HostExecutor
+from fabship.deploy.outcome import HostState, Outcome
+from fabship.deploy.rehearsal import Rehearsal
+from fabship.deploy.steps import HostPlan, Phase, Run
 from tests.deploy.fleetstate import deploy_ok
 from tests.fleet import CRONTAB_LOCK
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from deploy import launcher
-from deploy.commands import boot, systemd
-from deploy.config import parse_services
-from deploy.errors import ConfigError
-from deploy.layout import Layout
-from deploy.planner import restart_steps
-from deploy.secrets import Secret
+from fabship.deploy import launcher
+from fabship.deploy.commands import boot, systemd
+from fabship.deploy.config import parse_services
+from fabship.deploy.errors import ConfigError
+from fabship.deploy.layout import Layout
+from fabship.deploy.planner import restart_steps
+from fabship.deploy.secrets import Secret
 from tests.deploy.helpers import RAW, contexts, services
 
 STRICT = "(a letter or _, then letters, digits, _ or -, at most 31)"
