@@ -11,7 +11,7 @@ import pytest
 from fabship.deploy.commands import systemd
 from fabship.deploy.context import ReleaseInfo, build_context
 from fabship.deploy.errors import ConfigError
-from fabship.deploy.render import HIDDEN, environment
+from fabship.deploy.render import HIDDEN, environment, render_file
 from fabship.deploy.secrets import Secret
 from fabship.deploy.target import select
 from tests.deploy.helpers import RELEASE, contexts, services
@@ -218,3 +218,19 @@ def test_an_ipv6_health_host_is_bracketed_in_the_url():
     assert ctx.health_url == "http://[::1]:8080/health"
     (ctx, _) = build(None, health={"host": "localhost", "port": 81})
     assert ctx.health_url == "http://localhost:81/health"
+
+
+def test_fabships_own_templates_come_from_the_package_and_a_project_file_wins(tmp_path):
+    """fabship's templates are package data (Jinja2's PackageLoader); a project template of
+    the same name, committed or in a directory, is used instead."""
+    name = "supervisor/supervisord.conf.j2"
+    packaged = environment({}).loader.get_source(environment({}), name)
+    assert packaged[1].endswith("fabship/templates/supervisor/supervisord.conf.j2")
+    assert "[supervisord]" in packaged[0]
+    committed = environment({name: "mine {{ root }}\n"})
+    assert render_file(committed, name, {"root": "/r"}, "x") == "mine /r\n"
+    (tmp_path / "supervisor").mkdir()
+    (tmp_path / "supervisor" / "supervisord.conf.j2").write_text("dir {{ root }}\n")
+    assert render_file(environment(tmp_path), name, {"root": "/r"}, "x") == "dir /r\n"
+    assert "[supervisord]" in environment(tmp_path / "none").get_template(name).render(
+        **{key: "v" for key in ("root", "service", "venv", "release_dir")})
