@@ -201,6 +201,9 @@ def _write_gates(found, force, report):
     if existing and not force:
         report("skipped", f"{existing} (gate settings: it has them already)")
         return
+    if target.is_symlink():
+        report("skipped", f"{target.name} (a symbolic link: not written through)")
+        return
     old = target.read_text(encoding="utf-8") if target.is_file() else ""
     if existing:
         headers = ("[tool.fabship.ci", "[tool.coverage.report") if style == "pyproject" \
@@ -217,6 +220,9 @@ def _ignore(root, report):
     """Add what fabship writes in the project to .gitignore: a gate record is tied to a
     clean commit, so its own reports must not make the tree dirty."""
     path = root / ".gitignore"
+    if path.is_symlink():
+        report("skipped", ".gitignore (a symbolic link: not written through)")
+        return
     text = path.read_text(encoding="utf-8") if path.is_file() else ""
     missing = [line for line in IGNORED if line not in text.splitlines()]
     if not missing:
@@ -240,6 +246,10 @@ def init(start, service=None, source=None, force=False, out=print):
                  "templates/service.conf.j2.tmpl"}
     for name, skeleton in files.items():
         path = root / name
+        if any(part.is_symlink() for part in (path, *path.parents) if part != root and
+               root in part.parents):
+            report("skipped", f"{name} (a symbolic link: not written through)")
+            continue
         if path.exists() and not force:
             report("skipped", f"{name} (exists; --force overwrites it)")
             continue

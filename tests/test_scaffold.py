@@ -121,3 +121,19 @@ def test_the_fabship_command_is_installed():
     proc = subprocess.run([str(Path(sys.executable).with_name("fabship")), "--version"], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0 and proc.stdout.startswith("fabship "), proc.stderr
+
+
+def test_init_writes_through_no_symbolic_link(tmp_path, monkeypatch, capsys):
+    """A linked fabfile.py or templates/ stays as it is, even with --force."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = repo(tmp_path / "p", {"a.py": ""})
+    (root / "fabfile.py").symlink_to(outside / "fabfile.py")
+    (root / "templates").symlink_to(outside)
+    (root / "setup.cfg").symlink_to(outside / "setup.cfg")
+    code, out, _ = init(root, monkeypatch, capsys, "--force")
+    assert "  skipped  setup.cfg (a symbolic link: not written through)\n" in out
+    assert code == 0
+    assert "  skipped  fabfile.py (a symbolic link: not written through)\n" in out
+    assert "  skipped  templates/p/p.conf.j2 (a symbolic link: not written through)\n" in out
+    assert list(outside.iterdir()) == []
