@@ -86,9 +86,9 @@ def test_a_pyproject_only_project_gets_tool_fabship_ci(tmp_path, monkeypatch, ca
     settings = load_settings(root)
     assert (settings.source, settings.packages, settings.tests, settings.gates) == (
         "pyproject.toml", ("app.py",), (), ("lint", "metrics"))
-    assert (settings.min_score, settings.max_duplicate_lines) == (7.0, 20)
+    assert (settings.min_score, settings.max_duplicate_lines) == (5.0, 20)
     (root / "pyproject.toml").write_text((root / "pyproject.toml").read_text().replace(
-        "min_score = 7.0", "min_score = 'high'"))
+        "min_score = 5.0", "min_score = 'high'"))
     with pytest.raises(CiConfigError) as err:
         load_settings(root)
     assert str(err.value) == ("pyproject.toml: [tool.fabship.ci.lint] min_score: expected a "
