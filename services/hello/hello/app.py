@@ -1,5 +1,9 @@
-"""The Tornado application: a form page and a health endpoint."""
+"""The Tornado application: a form page, a health endpoint and a slow answer."""
+import asyncio
+
 import tornado.web
+
+MAX_WAIT = 30.0
 
 PAGE = """<!DOCTYPE html>
 <html>
@@ -17,7 +21,15 @@ PAGE = """<!DOCTYPE html>
 
 
 class Handler(tornado.web.RequestHandler):
-    """Base handler of the service."""
+    """Base handler of the service; counts the requests in flight (for draining)."""
+
+    def prepare(self):
+        """One more request in flight."""
+        self.settings["in_flight"][0] += 1
+
+    def on_finish(self):
+        """One fewer."""
+        self.settings["in_flight"][0] -= 1
 
     def data_received(self, chunk):
         """Never called: no handler here uses @stream_request_body."""
@@ -48,10 +60,27 @@ class HealthHandler(Handler):
         self.write({"status": "ok", **self.settings["release_info"]})
 
 
+class WaitHandler(Handler):
+    """GET /wait?seconds=S answers after S seconds (at most 30): a request a deploy must
+    let finish."""
+
+    async def get(self):
+        """{"waited": S, "release": ...} once S seconds have passed."""
+        try:
+            seconds = float(self.get_query_argument("seconds", "1"))
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= MAX_WAIT:
+            raise tornado.web.HTTPError(400, reason="seconds: 0 to 30")
+        await asyncio.sleep(seconds)
+        self.write({"waited": seconds, "release": self.settings["release_info"]["release"]})
+
+
 def make_app(settings, release_info):
     """Build the application for the given settings and release info."""
     return tornado.web.Application(
-        [(r"/", FormHandler), (r"/health", HealthHandler)],
+        [(r"/", FormHandler), (r"/health", HealthHandler), (r"/wait", WaitHandler)],
         greeting=settings.greeting,
         release_info=release_info,
+        in_flight=[0],
     )

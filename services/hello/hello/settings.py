@@ -2,7 +2,8 @@
 import configparser
 from dataclasses import dataclass
 
-DEFAULTS = {"bind": "127.0.0.1", "port": "8080", "greeting": "hello"}
+DEFAULTS = {"bind": "127.0.0.1", "port": "8080", "greeting": "hello", "drain": "10"}
+MAX_DRAIN = 300
 
 
 class SettingsError(Exception):
@@ -16,6 +17,7 @@ class Settings:
     bind: str
     port: int
     greeting: str
+    drain: float = 10.0  # seconds in-flight requests get to finish after SIGTERM
 
 
 def load_settings(path):
@@ -41,4 +43,12 @@ def load_settings(path):
     port = values["port"]
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise SettingsError(f"{path}: [hello] port: expected a number 1-65535, got {port!r}")
-    return Settings(bind=values["bind"], port=int(port), greeting=values["greeting"])
+    try:
+        drain = float(values["drain"])
+    except ValueError:
+        drain = -1.0
+    if not 0 <= drain <= MAX_DRAIN:  # also refuses nan
+        raise SettingsError(f"{path}: [hello] drain: expected seconds from 0 to {MAX_DRAIN}, "
+                            f"got {values['drain']!r}")
+    return Settings(bind=values["bind"], port=int(port), greeting=values["greeting"],
+                    drain=drain)
