@@ -14,6 +14,7 @@ from .errors import ConfigError
 from .hosts import Host, address, in_url
 from .reader import ENV_NAME, NAME, Reader, key_path
 from .notifyconfig import NotifySettings, parse_notify
+from .processconfig import KEYS as PROCESS_KEYS, ProcessSettings, parse_processes
 from .rolloutconfig import RolloutSettings, parse_rollout
 
 MANAGERS = ("supervisor", "systemd")
@@ -82,11 +83,12 @@ class Service:  # pylint: disable=too-many-instance-attributes
     boot: str = "cron"  # supervisor: how supervisord comes back after a reboot (or none)
     rollout: RolloutSettings = RolloutSettings()
     notify: NotifySettings | None = None  # webhooks for deploy events
+    processes: ProcessSettings = ProcessSettings()
 
 
 SERVICE_KEYS = ("root", "source", "requirements", "python", "run", "manager", "templates",
                 "health", "keep_releases", "vars", "secret_env", "environments", "user",
-                "boot", "rollout", "notify")
+                "boot", "rollout", "notify", *PROCESS_KEYS)
 
 
 def parse_environment(reader, name, raw, path, service):  # pylint: disable=R0913,R0917
@@ -242,6 +244,7 @@ def parse_service(reader, name, raw):
         boot=boot,
         rollout=rollout,
         notify=notify,
+        processes=parse_processes(reader, raw, path, manager),
     )
 
 

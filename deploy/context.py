@@ -93,8 +93,26 @@ def host_basics(env, target, host, extra=None):
     port = port_number(render_string(env, service.health.port, variables,
                                      f"{where}.health.port"), f"{where}.health.port")
     variables["root"] = root
+    variables.update(_process_vars(env, service, variables, port))
     return variables, Layout(root), health.url(service.health.url_host, port,
                                                service.health.path)
+
+
+def _process_vars(env, service, variables, port):
+    """processes, zero_downtime, drain and listen (HOST:PORT of the socket supervisord
+    holds: `listen` rendered, else the health check's host and port)."""
+    processes, where = service.processes, f"services.{service.name}.listen"
+    if not processes.zero_downtime:  # the program binds its own socket
+        return {"processes": 1, "zero_downtime": False, "drain": processes.drain}
+    listen = (render_string(env, processes.listen, variables, where)
+              if processes.listen else f"{service.health.host}:{port}")
+    host, _, number = listen.rpartition(":")
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
+        raise ConfigError(f"{where}: expected HOST:PORT with an IPv4 address or a host name "
+                          f"(supervisord's socket; set `listen:` when health.host is IPv6), "
+                          f"got {listen!r}")
+    return {"processes": processes.count, "zero_downtime": processes.zero_downtime,
+            "drain": processes.drain, "listen": f"{host}:{port_number(number, where)}"}
 
 
 def _launcher_files(renderer, service):

@@ -44,18 +44,29 @@ def reload_step(layout, venv):
     return Run(supervisor.reload(layout, venv), "reload supervisord's config")
 
 
-def restart_steps(service, layout, venv, reload=None):
-    """Restart the program through its manager (the release's venv runs supervisorctl).
+def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: disable=R0913,R0917
+    """Restart the program through its manager (the release's venv talks to supervisord).
 
     Under supervisor, `reload` (a reload_step, or None to skip it) comes first, and with
-    `boot: cron` the crontab's @reboot line follows. Under systemd, the unit named after
-    the service and root is installed, enabled (it starts at boot) and restarted.
+    `boot: cron` the crontab's @reboot line follows; with zero_downtime the processes are
+    replaced one at a time, each checked healthy (`check`: the health URL and the release
+    that must answer). Under systemd, the unit named after the service and root is
+    installed, enabled (it starts at boot) and restarted.
     """
     if service.manager == "supervisor":
         at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
-        return (*((reload,) if reload else ()),
-                Run(supervisor.restart(layout, venv, service.name),
-                    "restart through supervisord (started if not running)"),
+        processes, health_conf = service.processes, service.health
+        if processes.zero_downtime and check:
+            restart = Run(supervisor.roll(layout, venv, service.name, check[0],
+                                          health.expectation(health_conf.expect, check[1]),
+                                          health_conf.timeout),
+                          f"replace the {processes.count} processes one at a time, each "
+                          "health-checked (supervisord started if not running)",
+                          timeout=processes.count * (health_conf.timeout + processes.drain + 10))
+        else:
+            restart = Run(supervisor.restart(layout, venv, service.name),
+                          "restart through supervisord (started if not running)")
+        return (*((reload,) if reload else ()), restart,
                 *((at_boot,) if service.boot == "cron" else ()))
     unit = systemd.unit_name(service.name, layout.root)
     return (Run(systemd.install_unit(posixpath.join(layout.current, ".fabship", unit),
@@ -70,9 +81,11 @@ def health_step(service, layout, venv, health_url, release_id):
     expect, timeout = service.health.expect, service.health.timeout
     label = health.describe(expect, health_url, release_id)
     if service.manager == "supervisor":
+        times = 2 * service.processes.count if service.processes.zero_downtime else 1
         return Run(supervisor.healthy(layout, venv, service.name, health_url,
-                                      health.expectation(expect, release_id), timeout),
-                   label, timeout=timeout)
+                                      health.expectation(expect, release_id, times), timeout),
+                   label + (f" ({times} answers in a row)" if times > 1 else ""),
+                   timeout=timeout)
     unit = systemd.unit_name(service.name, layout.root)
     return Run(health.check(venv, health_url, release_id, timeout, expect, unit), label,
                timeout=timeout)
@@ -156,7 +169,8 @@ def build_host_plan(service, ctx, facts, shipped, release_info):
         Phase("switch", (Run(release.switch(layout, ctx.release_dir),
                              "switch current (rename)"),)),
         Phase("switch", restart_steps(service, layout, ctx.venv,
-                                      _reload_when_changed(ctx, facts)), "restart"),
+                                      _reload_when_changed(ctx, facts),
+                                      (ctx.health_url, release_id)), "restart"),
         Phase("verify", (health_step(service, layout, ctx.venv, ctx.health_url, release_id),),
               "health"),
     )
@@ -193,7 +207,7 @@ def revert_phases(service, layout, health_url, previous):
     venv = posixpath.join(back, ".fabship", "venv")
     return (Phase("revert", (Run(release.switch(layout, back),
                                  f"switch current back to {previous}"),)),
-            Phase("revert", restart_steps(service, layout, venv, reload_step(layout, venv)),
-                  "restart"),
+            Phase("revert", restart_steps(service, layout, venv, reload_step(layout, venv),
+                                          (health_url, previous)), "restart"),
             Phase("revert", (health_step(service, layout, venv, health_url, previous),),
                   "health"))

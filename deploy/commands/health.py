@@ -134,38 +134,44 @@ def healthy(expect, status, body, parts, pids):
     return held_by(parts.port or 80, pids())
 
 
-def poll(url, expect, timeout, gone=lambda: None, pids=lambda: []):
-    """Exit 0 once a GET of url answers as `expect` says; 1 after timeout or when gone."""
-    expect = json.loads(expect)
+def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
+    """(True, "healthy: ...") once GETs of url answer as `expect` says (`times` in a row:
+    processes sharing a socket each get asked); (False, why) after timeout or when gone."""
     parts = urlsplit(url)
     request = (f"GET {parts.path or '/'}{'?' if parts.query else ''}{parts.query} "
                f"HTTP/1.0\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n").encode()
     start = time.monotonic()
-    last, asked = "no answer", start
+    last, asked, streak = "no answer", start, 0
     while True:
         try:
             status, body = get(parts, request)
             last = f"{status} {body}"
             why = healthy(expect, status, body, parts, pids)
-            if why is None:
-                print(f"healthy: {last}")
-                sys.exit(0)
-            if status == 200 and expect["kind"] != "release":
+            streak = streak + 1 if why is None else 0
+            if streak >= expect.get("times", 1):
+                return True, f"healthy: {last}"
+            if why is not None and status == 200 and expect["kind"] != "release":
                 last += f" ({why})"
         except OSError as exc:
-            last = f"no answer ({exc.strerror or exc})"
+            last, streak = f"no answer ({exc.strerror or exc})", 0
         except ValueError as exc:
-            last = str(exc)
+            last, streak = str(exc), 0
         now = time.monotonic()
         if now - asked >= 0.25:
             asked, why = now, gone()
             if why:
-                print(f"unhealthy after {now - start:.1f}s: {why}; last response: {last}")
-                sys.exit(1)
+                return False, f"unhealthy after {now - start:.1f}s: {why}; last response: {last}"
         if now - start >= timeout:
-            print(f"unhealthy after {timeout:g}s; last response: {last}")
-            sys.exit(1)
-        time.sleep(0.05)
+            return False, f"unhealthy after {timeout:g}s; last response: {last}"
+        if not streak:
+            time.sleep(0.05)
+
+
+def poll(url, expect, timeout, gone=lambda: None, pids=lambda: []):
+    """Exit 0 once healthy (see wait), printing how; 1 otherwise."""
+    ok, said = wait(url, json.loads(expect), timeout, gone, pids)
+    print(said)
+    sys.exit(0 if ok else 1)
 '''
 # CHECK URL EXPECT TIMEOUT [UNIT]: the plain check; the program's pids, when `expect`
 # needs them, are systemd's MainPID of UNIT.
@@ -192,15 +198,16 @@ def url(host, port, path):
     return f"http://{host}:{port}{path}"
 
 
-def expectation(expect, release_id):
+def expectation(expect, release_id, times=1):
     """The one JSON argument of a check: what a healthy answer is (config.Health.expect:
-    ("release",), ("status",) or ("field", path, value))."""
-    kind = expect[0]
+    ("release",), ("status",) or ("field", path, value)), and how many in a row."""
+    kind, more = expect[0], {"times": times} if times > 1 else {}
     if kind == "release":
-        return json.dumps({"kind": kind, "release": release_id})
+        return json.dumps({"kind": kind, "release": release_id, **more})
     if kind == "field":
-        return json.dumps({"kind": kind, "path": expect[1].split("."), "value": expect[2]})
-    return json.dumps({"kind": kind})
+        return json.dumps({"kind": kind, "path": expect[1].split("."), "value": expect[2],
+                           **more})
+    return json.dumps({"kind": kind, **more})
 
 
 def describe(expect, health_url, release_id):

@@ -88,21 +88,45 @@ def call(method, *params):
         fault = decode(fault)
         raise Fault(fault["faultCode"], fault["faultString"])
     return decode(answer.find("params/param/value"))
+
+
+def members():
+    """[(group:name, info)] of the program's processes (one for a [program], `numprocs`
+    for an [fcgi-program]), in order."""
+    return sorted(((f"{info['group']}:{info['name']}", info)
+                   for info in call("getAllProcessInfo") if info["group"] == program),
+                  key=lambda member: member[0])
+
+
+def label(name):
+    """A process as messages name it: `hello` for a [program], `hello:hello_0` else."""
+    return program if name == f"{program}:{program}" else name
 '''
 
 # ACTION: reload (what `supervisorctl update` does), restart (stop, then start without
 # waiting for `startsecs`), stop. Faults that leave the wanted state (not running for a
 # stop, running for a start) are no errors.
-CTL = CLIENT + r'''
+ACTIONS = r'''
 
 def stop(name, group=False):
-    """Stop a program (or a group's programs), waiting until it has stopped."""
+    """Stop a process (or a group's processes), waiting until it has stopped (its
+    stopwaitsecs at most: the program drains meanwhile)."""
     try:
         call("stopProcessGroup" if group else "stopProcess", name)
     except Fault as fault:
         if fault.args[0] != NOT_RUNNING:
             raise
     print(f"{name}: stopped")
+
+
+def start(name):
+    """Start a process without waiting for `startsecs` (the health check follows)."""
+    try:
+        call("startProcess", name, False)
+    except Fault as fault:
+        if fault.args[0] != ALREADY_STARTED:
+            raise
+    print(f"{label(name)}: started")
 
 
 def update():
@@ -119,17 +143,14 @@ def update():
 
 def restart():
     """Stop, then start without waiting: the health check proves the program serves."""
-    stop(program)
-    try:
-        call("startProcess", program, False)
-    except Fault as fault:
-        if fault.args[0] != ALREADY_STARTED:
-            raise
-    print(f"{program}: started")
-
+    stop(program, group=True)
+    for name, _ in members():
+        start(name)
+'''
+CTL = CLIENT + ACTIONS + r'''
 
 try:
-    {"reload": update, "restart": restart, "stop": lambda: stop(program)}[action]()
+    {"reload": update, "restart": restart, "stop": lambda: stop(program, group=True)}[action]()
 except NoAnswer:
     sys.exit(NO_ANSWER)
 except Fault as fault:
@@ -144,35 +165,70 @@ except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as 
 # instead of at the timeout; the end of its log says why.
 WATCH = CLIENT + health.POLL + r'''
 
-def gone():
-    """Why the program will never answer (as supervisord tells), or None."""
+def gone(only=None):
+    """Why the program (or its process `only`) will never answer, as supervisord tells,
+    or None."""
     try:
-        info = call("getProcessInfo", program)
-        if info["statename"] in ("STARTING", "RUNNING") or (
-                info["statename"] == "STOPPED" and not info["start"]):  # not started yet
-            return None
-        log = call("tailProcessStdoutLog", program, 0, 1000)[0].strip().splitlines()
+        found = [(name, info) for name, info in members() if only in (None, name)]
+        if not found:
+            return f"supervisord runs no process of {program}"
+        for name, info in found:
+            if info["statename"] in ("STARTING", "RUNNING") or (
+                    info["statename"] == "STOPPED" and not info["start"]):  # not started yet
+                continue
+            log = call("tailProcessStdoutLog", name, 0, 1000)[0].strip().splitlines()
+            why = f"{label(name)} is {info['statename']} (" + (
+                f"exit status {info['exitstatus']})" if info["statename"] == "EXITED" else
+                f"{info['description']})")
+            return why + (f"; its log ends: {' | '.join(log[-5:])}" if log else "")
     except NoAnswer:
         return "supervisord does not answer"
     except (Fault, OSError, ValueError, LookupError, ElementTree.ParseError) as exc:
         return f"supervisord cannot tell how {program} is ({type(exc).__name__}: {exc})"
-    why = f"{program} is {info['statename']} (" + (
-        f"exit status {info['exitstatus']})" if info["statename"] == "EXITED" else
-        f"{info['description']})")
-    return why + (f"; its log ends: {' | '.join(log[-5:])}" if log else "")
+    return None
 
 
-def pids():
-    """The program's pid as supervisord tells (none when it does not run)."""
+def pids(only=None):
+    """The pids of the program's processes (or of `only`) as supervisord tells."""
     try:
-        pid = call("getProcessInfo", program)["pid"]
+        return [info["pid"] for name, info in members() if only in (None, name)
+                and isinstance(info["pid"], int) and info["pid"] > 0]
     except (NoAnswer, Fault, OSError, ValueError, LookupError, TypeError,
             ElementTree.ParseError):
         return []
-    return [pid] if isinstance(pid, int) and pid > 0 else []
+'''
+
+# ACTION healthy: the check of the whole program.
+HEALTH = WATCH + "\npoll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone, pids)\n"
+
+# ACTION roll, with URL EXPECT TIMEOUT: zero downtime. The processes of the program are
+# replaced one at a time (stopped: it drains; started from `current`, the new release),
+# each checked healthy on the shared socket before the next one stops, so the others
+# serve meanwhile and supervisord never closes its socket. The first unhealthy one ends
+# it (exit 1): the host goes back with the others still on the old release.
+ROLL = WATCH + ACTIONS + r'''
+
+def roll():
+    """Each process in turn: stop, start, healthy."""
+    expect = json.loads(sys.argv[5])
+    for name, _ in members():
+        stop(name)
+        start(name)
+        ok, said = wait(sys.argv[4], expect, float(sys.argv[6]), lambda: gone(name),
+                        lambda: pids(name))
+        print(f"{label(name)}: {said}")
+        if not ok:
+            sys.exit(1)
 
 
-poll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone, pids)
+try:
+    roll()
+except NoAnswer:
+    sys.exit(NO_ANSWER)
+except Fault as fault:
+    raise SystemExit(f"supervisord: {fault.args[1]} (roll {program})")
+except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as exc:
+    raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
 '''
 
 # What every script below starts with: no link at a path supervisord writes or talks
@@ -207,7 +263,12 @@ if [ "$code" = {NO_ANSWER} ]; then exit 0; fi
 exit "$code"
 """
 
-HEALTHY = PRELUDE + _ask("healthy", WATCH, ' "$5" "$6" "$7"') + 'exit "$code"\n'
+HEALTHY = PRELUDE + _ask("healthy", HEALTH, ' "$5" "$6" "$7"') + 'exit "$code"\n'
+
+ROLLING = PRELUDE + _ask("roll", ROLL, ' "$5" "$6" "$7"') + f"""
+if [ "$code" = {NO_ANSWER} ]; then exec "$python" -m supervisor.supervisord -c "$conf"; fi
+exit "$code"
+"""
 
 
 def conf_path(layout):
@@ -228,6 +289,13 @@ def reload(layout, venv, program=""):
 def restart(layout, venv, program):
     """Restart the program, starting supervisord first when it does not answer."""
     return _argv(RESTART, layout, venv, program)
+
+
+def roll(layout, venv, program, health_url, expect, timeout):  # pylint: disable=R0913,R0917
+    """Zero downtime: replace the program's processes one at a time, each health-checked
+    (`expect`: health.expectation's JSON) before the next stops; supervisord (which
+    starts them all) is started when it does not answer."""
+    return _argv(ROLLING, layout, venv, program, health_url, expect, f"{timeout:g}")
 
 
 def stop(layout, venv, program):

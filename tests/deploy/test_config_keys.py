@@ -8,7 +8,8 @@ from tests.deploy.helpers import RAW
 EC2 = {"count": 1, "instance_type": "t3.small", "ami": "ami-0123456789abcdef0"}
 ENV = "services.hello.environments.staging"
 SERVICE_KEYS = ("root, source, requirements, python, run, manager, templates, health, "
-                "keep_releases, vars, secret_env, environments, user, boot, rollout, notify")
+                "keep_releases, vars, secret_env, environments, user, boot, rollout, notify, "
+                "processes, zero_downtime, drain, listen")
 
 
 def hello(**overrides):

@@ -214,7 +214,12 @@ def test_template_errors_never_carry_a_secret_value(tmp_path):
 
 def test_an_ipv6_health_host_is_bracketed_in_the_url():
     """health.host `::1` is stored bare; the URL the host polls needs `[::1]`."""
-    (ctx, _) = build(None, health={"host": "::1", "port": "{{ port }}"})
+    (ctx, _) = build(None, health={"host": "::1", "port": "{{ port }}"},
+                     listen="127.0.0.1:{{ port }}")  # supervisord's socket: IPv4
+    assert ctx.health_url == "http://[::1]:8080/health"
+    with pytest.raises(ConfigError, match="set `listen:` when health.host is IPv6"):
+        build(None, health={"host": "::1", "port": "{{ port }}"})
+    (ctx, _) = build(None, health={"host": "::1", "port": "{{ port }}"}, zero_downtime=False)
     assert ctx.health_url == "http://[::1]:8080/health"
     (ctx, _) = build(None, health={"host": "localhost", "port": 81})
     assert ctx.health_url == "http://localhost:81/health"
@@ -233,4 +238,5 @@ def test_fabships_own_templates_come_from_the_package_and_a_project_file_wins(tm
     (tmp_path / "supervisor" / "supervisord.conf.j2").write_text("dir {{ root }}\n")
     assert render_file(environment(tmp_path), name, {"root": "/r"}, "x") == "dir /r\n"
     assert "[supervisord]" in environment(tmp_path / "none").get_template(name).render(
-        **{key: "v" for key in ("root", "service", "venv", "release_dir")})
+        **{key: "v" for key in ("root", "service", "venv", "release_dir", "listen")},
+        drain=1, processes=2, zero_downtime=True)

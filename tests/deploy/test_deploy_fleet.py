@@ -217,8 +217,9 @@ def test_rollback_skips_a_release_that_never_served(build):
     """A failed release between two good ones is no rollback target."""
     project, (good,) = build.deployed(1)
     crashed = deploy_crashing(project)
-    # supervisord is asked during the health check: the exit is seen, not waited out
-    assert re.search(r"unhealthy after [0-9.]+s: hello is (BACKOFF|FATAL|EXITED) ",
+    # supervisord is asked during the health check: the exit is seen, not waited out (the
+    # first process replaced: the other one still serves the old release meanwhile)
+    assert re.search(r"unhealthy after [0-9.]+s: hello:hello_0 is (BACKOFF|FATAL|EXITED) ",
                      crashed.stdout), crashed.stdout
     failed = release_of(crashed)
     newest, _ = deploy_ok(project)

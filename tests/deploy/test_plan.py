@@ -76,10 +76,12 @@ def test_first_deploy_plan_uploads_everything():
         ("switch", None, ["switch current (rename)"]),
         ("switch", "restart", [
             "reload supervisord's config",
-            "restart through supervisord (started if not running)",
+            "replace the 2 processes one at a time, each health-checked (supervisord started "
+            "if not running)",
             "start supervisord at boot (crontab @reboot)"]),
         ("verify", "health", [
-            f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id}"])]
+            f"health check: http://127.0.0.1:8080/health names {RELEASE.release_id} (4 "
+            "answers in a row)"])]
     # one round trip, fenced by this run's lock: no "check the lock is still ours" step
     batch = plan.batch("ship, switch, restart, health check", plan.rollout)
     assert batch.steps == tuple(rollout_steps(plan)) and len(batch.steps) == 22
@@ -114,9 +116,11 @@ def test_steady_state_plan_skips_what_the_host_holds():
         ("revert", None, [f"switch current back to {r1}"]),
         ("revert", "restart", [
             "reload supervisord's config",
-            "restart through supervisord (started if not running)",
+            "replace the 2 processes one at a time, each health-checked (supervisord started "
+            "if not running)",
             "start supervisord at boot (crontab @reboot)"]),
-        ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {r1}"])]
+        ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {r1} (4 "
+                              "answers in a row)"])]
     prune = plan.finish["served"].steps[2]
     # the new release, `current` and the revert target (here `current` again) are kept
     assert prune.argv[4:] == ("/srv/hello/releases", "4", "name", RELEASE.release_id, r1)
@@ -134,7 +138,7 @@ def test_revert_goes_back_only_to_a_release_that_served():
     assert plan.previous == r1
     assert [labels(phase)[0] for phase in plan.revert] == [
         f"switch current back to {r1}", "reload supervisord's config",
-        f"health check: http://127.0.0.1:8080/health names {r1}"]
+        f"health check: http://127.0.0.1:8080/health names {r1} (4 answers in a row)"]
     assert plan.revert[0].steps[0].argv == release.switch(LAYOUT, LAYOUT.release(r1))
     assert plan.finish["served"].steps[2].argv[4:] == (
         "/srv/hello/releases", "4", "name", RELEASE.release_id, r2, r1)

@@ -91,7 +91,7 @@ SHIP = [
     "write .fabship/launch.py | upload STAGING/.fabship/launch.py 644 text 929",
     "write .fabship/argv.json | upload STAGING/.fabship/argv.json 644 text 146",
     "write .fabship/env | upload STAGING/.fabship/env 600 text 3",
-    "write .fabship/supervisord.conf | upload STAGING/.fabship/supervisord.conf 644 text 795",
+    "write .fabship/supervisord.conf | upload STAGING/.fabship/supervisord.conf 644 text 1260",
     "write release.json | upload STAGING/release.json 644 text 1040",
     "keep the artifact | mv -fT ARTIFACT.part ARTIFACT",
     "unpack the artifact into the release | tar -xzf ARTIFACT -C STAGING --skip-old-files",
@@ -105,13 +105,14 @@ SWITCH = "switch current (rename) | SWITCH /srv/hello ROOT/releases/R"
 RESTART = [
     "reload supervisord's config | RELOAD VENV/bin/python CUR/supervisord.conf /srv/hello "
     "''",
-    "restart through supervisord (started if not running) | RESTART VENV/bin/python "
-    "CUR/supervisord.conf /srv/hello hello",
+    "replace the 2 processes one at a time, each health-checked (supervisord started if not "
+    "running) | ROLLING VENV/bin/python CUR/supervisord.conf /srv/hello hello "
+    """http://127.0.0.1:8080/health '{"kind": "release", "release": "R"}' 15""",
     "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello",
 ]
-HEALTH = ("health check: http://127.0.0.1:8080/health names R | HEALTHY VENV/bin/python "
-          "CUR/supervisord.conf /srv/hello hello http://127.0.0.1:8080/health "
-          """'{"kind": "release", "release": "R"}' 15""")
+HEALTH = ("health check: http://127.0.0.1:8080/health names R (4 answers in a row) | HEALTHY "
+          "VENV/bin/python CUR/supervisord.conf /srv/hello hello http://127.0.0.1:8080/health "
+          """'{"kind": "release", "release": "R", "times": 4}' 15""")
 UPLOADS_ONLY_WHEN_MISSING = {2, 3, 11, 13}
 FENCE = ("/srv/hello/.lock", owner_record(RELEASE))
 
@@ -131,13 +132,16 @@ def revert_to(name):
                           f"ROOT/releases/{name}"]),
         ("revert", "restart", [
             f"reload supervisord's config | RELOAD {back} CUR/supervisord.conf /srv/hello ''",
-            f"restart through supervisord (started if not running) | RESTART {back} "
-            "CUR/supervisord.conf /srv/hello hello",
+            "replace the 2 processes one at a time, each health-checked (supervisord started "
+            f"if not running) | ROLLING {back} CUR/supervisord.conf /srv/hello hello "
+            "http://127.0.0.1:8080/health "
+            f"""'{{"kind": "release", "release": "{name}"}}' 15""",
             "start supervisord at boot (crontab @reboot) | BOOT_INSTALL /srv/hello"]),
-        ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {name} | "
-                              f"HEALTHY {back} CUR/supervisord.conf /srv/hello hello "
-                              "http://127.0.0.1:8080/health "
-                              f"""'{{"kind": "release", "release": "{name}"}}' 15"""])]
+        ("revert", "health", [f"health check: http://127.0.0.1:8080/health names {name} (4 "
+                              f"answers in a row) | HEALTHY {back} CUR/supervisord.conf "
+                              "/srv/hello hello http://127.0.0.1:8080/health "
+                              f"""'{{"kind": "release", "release": "{name}", "times": 4}}' """
+                              "15"])]
 
 
 STOP_FIRST = [("revert", None, [

@@ -66,8 +66,8 @@ class Host:
         run_file = path / ".fabship" / "run"
         run_file.write_text(run.replace('"$PY"', str(Path(self.venv, "bin", "python")))
                             .replace('"$PORT"', str(self.port)))
-        conf = jinja2.Template(TEMPLATE.read_text()).render(service="hello",
-                                                            root=self.layout.root)
+        conf = jinja2.Template(TEMPLATE.read_text()).render(  # http.server binds its port
+            service="hello", root=self.layout.root, zero_downtime=False, drain=10)
         (path / ".fabship" / "supervisord.conf").write_text(conf)
         link = Path(self.layout.root, ".current.tmp")
         link.symlink_to(path)
