@@ -44,6 +44,9 @@ class CiSettings:  # pylint: disable=too-many-instance-attributes
 
 
 def _words(value):
+    """A list of words: a tuple as it is (pyproject), text split at commas and spaces."""
+    if isinstance(value, tuple):
+        return value
     return tuple(word for word in value.replace(",", " ").split() if word)
 
 
@@ -126,11 +129,22 @@ def _setup_cfg(root):
     return Table("setup.cfg", {name: dict(cfg[name]) for name in cfg.sections()})
 
 
-def _text(value):
-    """A pyproject value as setup.cfg would hold it: lists as words, numbers as text."""
-    if isinstance(value, list):
-        return " ".join(str(item) for item in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
+LISTS = ("packages", "tests", "gates", "pytest_args")
+
+
+def _value(section, key, value):
+    """A pyproject value as the settings read it: a list of strings as a tuple (pytest
+    options as one shell-quoted line), a number or a string as text."""
+    where = f"pyproject.toml: [{PYPROJECT_NAMES[section]}] {key}"
+    if key in LISTS:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return shlex.join(value) if key == "pytest_args" else tuple(value)
+        raise CiConfigError(f"{where}: expected a list of strings, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise CiConfigError(f"{where}: expected a number or a string, got {value!r}")
+    return str(value)
 
 
 def _pyproject(root):
@@ -146,6 +160,7 @@ def _pyproject(root):
     except tomllib.TOMLDecodeError as exc:
         raise CiConfigError(f"{path}: not valid TOML: {exc}") from exc
     tool = data.get("tool", {})
+    tool = tool if isinstance(tool, dict) else {}
     ci = tool.get("fabship", {}).get("ci") if isinstance(tool.get("fabship"), dict) else None
     if not isinstance(ci, dict):
         return None
@@ -156,7 +171,9 @@ def _pyproject(root):
     for name, table in found.items():
         if not isinstance(table, dict):
             raise CiConfigError(f"pyproject.toml: [{PYPROJECT_NAMES[name]}]: expected a table")
-        sections[name] = {key: _text(value) for key, value in table.items()
+        if name == "coverage:report":  # coverage.py's own keys: only fail_under is ours
+            table = {key: value for key, value in table.items() if key == "fail_under"}
+        sections[name] = {key: _value(name, key, value) for key, value in table.items()
                           if not (name == "ci" and key in ("lint", "metrics"))}
     return Table("pyproject.toml", sections)
 

@@ -36,4 +36,7 @@ def main(argv=None):
         print(f"fabship init: error: {exc.filename or ''}: {exc.strerror or exc}",
               file=sys.stderr)
         return 2
+    except ValueError as exc:  # a file it reads is not text, say
+        print(f"fabship init: error: {exc}", file=sys.stderr)
+        return 2
     return 0

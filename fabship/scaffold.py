@@ -8,8 +8,11 @@ Guesses (each one a line of fabric.yaml or the gate config to correct):
 - the requirements: `requirements.txt` when there is one;
 - the gates: unit and coverage only when the repository holds tests.
 """
+import configparser
+import json
 import re
 import subprocess
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -78,11 +81,15 @@ def _health_path(source_dir):
     return "/health"
 
 
+PLAIN = re.compile(r"[A-Za-z0-9._/-]+")  # names both setup.cfg and TOML hold as they are
+
+
 def _packages(root, source_dir):
     """What pylint lints: the modules and packages directly in the source directory."""
     found = []
     for path in sorted(source_dir.iterdir()):
-        if path.name in SKIP_DIRS or path.name.startswith(".") or path.name == "tests":
+        if path.name in SKIP_DIRS or path.name.startswith(".") or path.name == "tests" \
+                or not PLAIN.fullmatch(path.name):
             continue
         if path.is_file() and path.suffix == ".py" and path.name != "fabfile.py" \
                 and not path.name.startswith("test_"):
@@ -97,7 +104,8 @@ def _tests(root):
     if (root / "tests").is_dir() and any(_files(root / "tests", "test*.py")):
         return ("tests",)
     found = [*_files(root, "test_*.py"), *_files(root, "*_test.py")]
-    return tuple(sorted({path.relative_to(root).as_posix() for path in found}))
+    return tuple(sorted({path.relative_to(root).as_posix() for path in found
+                         if PLAIN.fullmatch(path.relative_to(root).as_posix())}))
 
 
 def guess(root, service=None, source=None):
@@ -127,9 +135,10 @@ def _skeleton(name):
 def _fill(text, found):
     module = re.sub(r"[^A-Za-z0-9_]", "_", found.packages[0].rsplit("/", 1)[-1]
                     .removesuffix(".py"))
-    requirements = f"    requirements: {found.requirements}\n" if found.requirements else ""
+    requirements = f"    requirements: {json.dumps(found.requirements)}\n" \
+        if found.requirements else ""
     pip = f" -r {found.requirements}" if found.requirements else ""
-    for key, value in (("SERVICE", found.service), ("SOURCE", found.source),
+    for key, value in (("SERVICE", found.service), ("SOURCE", json.dumps(found.source)),
                        ("HEALTH_PATH", found.health_path), ("MODULE", module),
                        ("REQUIREMENTS", requirements), ("PIP_REQUIREMENTS", pip)):
         text = text.replace(f"@@{key}@@", value)
@@ -144,11 +153,12 @@ COVERAGE = "# coverage %: recorded; raise it once tests cover the code\nfail_und
 
 
 def _toml_list(items):
-    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
+    return "[" + ", ".join(json.dumps(item) for item in items) + "]"
 
 
-def gate_settings(found, style):
-    """The gate configuration text: setup.cfg sections, or pyproject.toml tables."""
+def gate_settings(found, style, coverage=True):
+    """The gate configuration text: setup.cfg sections, or pyproject.toml tables (with a
+    coverage threshold when the gates run tests and `coverage`: none is set yet)."""
     gates = ("unit", "coverage", "lint", "metrics") if found.tests else ("lint", "metrics")
     if style == "pyproject":
         words = _toml_list
@@ -157,7 +167,7 @@ def gate_settings(found, style):
                 + (f"tests = {words(found.tests)}\n" if found.tests else "")
                 + f"gates = {words(gates)}\n\n[tool.fabship.ci.lint]\n{LINT}\n\n"
                 f"[tool.fabship.ci.metrics]\n{DUPLICATES}\n")
-        if found.tests:
+        if found.tests and coverage:
             text += f"\n[tool.coverage.report]\n{COVERAGE}\n"
         return text
     text = ("\n# fabship-ci's gates (fabship init)\n[ci]\npackages =\n"
@@ -166,19 +176,35 @@ def gate_settings(found, style):
                if found.tests else "")
             + f"gates = {', '.join(gates)}\n\n[ci:lint]\n{LINT}\n\n"
             f"[ci:metrics]\n{DUPLICATES}\n")
-    if found.tests:
+    if found.tests and coverage:
         text += f"\n[coverage:report]\n{COVERAGE}\n"
+    return text
+
+
+def _existing(path):
+    """The text of setup.cfg or pyproject.toml ("" when missing); InitError when it is not
+    UTF-8 or does not parse: init adds to it only what keeps it valid."""
+    if not path.is_file():
+        return ""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".toml":
+            tomllib.loads(text)
+        else:
+            configparser.ConfigParser(interpolation=None).read_string(text, str(path))
+    except UnicodeDecodeError:
+        raise InitError(f"{path.name} is not UTF-8 text; nothing was written") from None
+    except (tomllib.TOMLDecodeError, configparser.Error) as exc:
+        raise InitError(f"{path.name} does not parse ({exc}); fix it first, nothing was "
+                        "written") from None
     return text
 
 
 def _has_gate_config(root):
     """Where the project keeps gate settings already: 'setup.cfg', 'pyproject.toml', None."""
-    setup = root / "setup.cfg"
-    if setup.is_file() and re.search(r"^\[ci\]", setup.read_text(encoding="utf-8"), re.M):
+    if re.search(r"^\[ci\]", _existing(root / "setup.cfg"), re.M):
         return "setup.cfg"
-    pyproject = root / "pyproject.toml"
-    if pyproject.is_file() and re.search(r"^\[tool\.fabship\.ci\]",
-                                         pyproject.read_text(encoding="utf-8"), re.M):
+    if re.search(r"^\[tool\.fabship\.ci\]", _existing(root / "pyproject.toml"), re.M):
         return "pyproject.toml"
     return None
 
@@ -211,12 +237,15 @@ def _write_gates(found, force, report):
     if target.is_symlink():
         report("skipped", f"{target.name} (a symbolic link: not written through)")
         return
-    old = target.read_text(encoding="utf-8") if target.is_file() else ""
-    if existing:
-        headers = ("[tool.fabship.ci", "[tool.coverage.report") if style == "pyproject" \
-            else ("[ci]", "[ci:", "[coverage:report]")
-        old = _without_gate_sections(old, headers)
-    target.write_text(old + gate_settings(found, style), encoding="utf-8")
+    old = _existing(target)
+    if existing:  # --force: fabship's sections replaced; coverage.py's own ones are kept
+        old = _without_gate_sections(old, ("[tool.fabship.ci",) if style == "pyproject"
+                                     else ("[ci]", "[ci:"))
+    coverage = "[tool.coverage.report]" if style == "pyproject" else "[coverage:report]"
+    has_coverage = any(line.strip() == coverage for line in old.splitlines())
+    if has_coverage and found.tests:
+        report("kept", f"{target.name}'s {coverage} (coverage threshold)")
+    target.write_text(old + gate_settings(found, style, not has_coverage), encoding="utf-8")
     report("wrote" if not old else "updated", f"{target.name} (gate settings)")
 
 
@@ -243,6 +272,14 @@ def init(start, service=None, source=None, force=False, out=print):
     """Scaffold the project holding `start`; returns the Guess."""
     found = guess(repository_root(start), service, source)
     root = found.root
+    for name in ("setup.cfg", "pyproject.toml", ".gitignore"):  # before anything is written
+        if name != ".gitignore":
+            _existing(root / name)
+        elif (root / name).is_file():
+            try:
+                (root / name).read_text(encoding="utf-8")
+            except UnicodeDecodeError:
+                raise InitError(".gitignore is not UTF-8 text; nothing was written") from None
 
     def report(what, name):
         out(f"  {what:<8s} {name}")

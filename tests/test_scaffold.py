@@ -137,3 +137,64 @@ def test_init_writes_through_no_symbolic_link(tmp_path, monkeypatch, capsys):
     assert "  skipped  fabfile.py (a symbolic link: not written through)\n" in out
     assert "  skipped  templates/p/p.conf.j2 (a symbolic link: not written through)\n" in out
     assert list(outside.iterdir()) == []
+
+
+def test_existing_coverage_settings_are_kept_and_the_file_stays_valid(tmp_path, monkeypatch,
+                                                                      capsys):
+    """A project's own [tool.coverage.report] is kept (not declared twice); --force replaces
+    fabship's tables only; a source named like a YAML keyword stays a string."""
+    root = repo(tmp_path / "p", {
+        "yes/app.py": "", "tests/test_a.py": "def test_a():\n    pass\n",
+        "pyproject.toml": "[project]\nname = 'p'\n\n[tool.coverage.report]\nfail_under = 85\n"
+                          "show_missing = true\n"})
+    code, out, _ = init(root, monkeypatch, capsys, "--source", "yes")
+    assert code == 0 and "  kept     pyproject.toml's [tool.coverage.report]" in out, out
+    assert load_settings(root).fail_under == 85
+    code, _, _ = init(root, monkeypatch, capsys, "--force", "--source", "yes")
+    text = (root / "pyproject.toml").read_text()
+    assert code == 0 and text.count("[tool.fabship.ci]") == 1 and "show_missing = true" in text
+    assert load_settings(root).fail_under == 85
+    assert yaml.safe_load((root / "fabric.yaml").read_text())["services"]["p"]["source"] == "yes"
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("setup.cfg", "[metadata]\nname = caf\xe9\n".encode("latin-1"), "setup.cfg is not UTF-8"),
+    ("pyproject.toml", b"[project\n", "pyproject.toml does not parse"),
+    ("setup.cfg", b"no section\n", "setup.cfg does not parse"),
+    (".gitignore", b"\xff\xfe\n", ".gitignore is not UTF-8"),
+])
+def test_an_unreadable_project_file_stops_init_before_anything_is_written(
+        tmp_path, monkeypatch, capsys, name, data, message):
+    """Exit 2 and one line; no file written."""
+    root = repo(tmp_path / "p", {"a.py": ""})
+    (root / name).write_bytes(data)
+    code, _, err = init(root, monkeypatch, capsys)
+    assert code == 2 and message in err and "Traceback" not in err, err
+    assert not (root / "fabfile.py").exists() and not (root / "fabric.yaml").exists()
+
+
+@pytest.mark.parametrize("table, message", [
+    ('packages = [["app"], "x"]', "[tool.fabship.ci] packages: expected a list of strings"),
+    ("packages = ['a']\nreports = {a = 1}", "[tool.fabship.ci] reports: expected a number or"),
+    ("packages = ['a']\n[tool.fabship.ci.lint]\nmin_score = [5]",
+     "[tool.fabship.ci.lint] min_score: expected a number or a string, got [5]"),
+])
+def test_pyproject_values_of_the_wrong_type_are_one_clear_error(tmp_path, table, message):
+    """Which file, which table, which key."""
+    (tmp_path / "pyproject.toml").write_text("[tool.fabship.ci]\n" + table + "\n")
+    with pytest.raises(CiConfigError) as err:
+        load_settings(tmp_path)
+    assert str(err.value).startswith("pyproject.toml: ") and message in str(err.value)
+
+
+def test_pyproject_lists_keep_their_items_whole(tmp_path):
+    """A path with a space stays one path; pytest options stay one option each."""
+    (tmp_path / "pyproject.toml").write_text(
+        "tool = {fabship = {ci = {packages = ['my app', 'b'], tests = ['t'], "
+        "pytest_args = ['-k', \"a and not b\", \"it's\"]}}}\n")
+    settings = load_settings(tmp_path)
+    assert settings.packages == ("my app", "b")
+    assert settings.pytest_args == ("-k", "a and not b", "it's")
+    (tmp_path / "pyproject.toml").write_text("tool = 5\n")
+    with pytest.raises(CiConfigError, match="no .ci. section in setup.cfg"):
+        load_settings(tmp_path)

@@ -94,11 +94,12 @@ def below(pids):
 
 
 def held_by(port, pids):
-    """None when a process among `pids` (or below them) holds the socket listening on
-    `port`; otherwise why not."""
+    """None when every socket listening on `port` (any address, IPv4 or IPv6: the answer
+    may have come from any of them) is held by a process among `pids` or below them;
+    otherwise why not."""
     if not pids:
         return "the manager names no running process"
-    sockets = listening(port)
+    sockets, held = listening(port), set()
     for pid in below(pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
@@ -106,12 +107,13 @@ def held_by(port, pids):
             continue
         for fd in fds:
             try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
-                    return None
+                held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
             except OSError:
                 continue
-    return (f"the socket listening on port {port} is not held by the process started "
-            f"now (pid {', '.join(map(str, sorted(pids)))})")
+    if sockets and sockets <= held:
+        return None
+    return (f"a socket listening on port {port} is not held by the process started now "
+            f"(pid {', '.join(map(str, sorted(pids)))})")
 
 
 def healthy(expect, status, body, parts, pids):
@@ -123,13 +125,14 @@ def healthy(expect, status, body, parts, pids):
     if expect["kind"] == "field":
         try:
             value = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return "the body is not JSON"
         for key in expect["path"]:
             if not isinstance(value, dict) or key not in value:
                 return f"no field {'.'.join(expect['path'])}"
             value = value[key]
-        if value != expect["value"]:
+        if value != expect["value"] or isinstance(value, bool) != isinstance(
+                expect["value"], bool):  # true is not 1
             return f"{'.'.join(expect['path'])} is {json.dumps(value)}"
     return held_by(parts.port or 80, pids())
 

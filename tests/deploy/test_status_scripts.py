@@ -5,6 +5,8 @@ links to is the interpreter running these tests.
 """
 import hashlib
 import json
+import signal
+import socket
 import os
 import subprocess
 import sys
@@ -188,7 +190,7 @@ def test_status_and_field_checks_need_the_answering_socket_held_by_the_new_proce
             stray.kill()
     assert bad.returncode == 1
     assert bad.stdout.startswith("unhealthy after 1s; last response: 200 ")
-    assert (f"(the socket listening on port {server.server_address[1]} is not held by the "
+    assert (f"(a socket listening on port {server.server_address[1]} is not held by the "
             f"process started now (pid {stray.pid}))") in bad.stdout, bad.stdout
     wrong = poll_with(("field", "data.n", 2), server, mine)
     assert wrong.returncode == 1 and "(data.n is 1)" in wrong.stdout, wrong.stdout
@@ -294,3 +296,68 @@ def test_systemd_commands_are_exact():
                                               "fabship", unit)
     assert systemd.stop("hello", "/r") == ("sh", "-c", "set -e" + systemd.STOP, "fabship",
                                            unit)
+
+
+STRAY = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Old(BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+class Shared(ThreadingHTTPServer):
+    allow_reuse_port = True
+
+
+server = Shared(("127.0.0.1", int(sys.argv[1])), Old)
+print("serving", flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_second_listener_on_the_port_held_by_another_process_fails_the_check():
+    """Two sockets on the port (SO_REUSEPORT): the kernel may hand a connection to either,
+    so the new process must hold every one of them, not just one."""
+    class Shared(ThreadingHTTPServer):  # pylint: disable=too-few-public-methods
+        """Its socket shares the port."""
+        allow_reuse_port = True
+    servers = [Shared(("127.0.0.1", 0), Answer)]
+    servers.append(Shared(servers[0].server_address, Answer))
+    for httpd in servers:
+        httpd.answer = (200, "ok")
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        assert poll_with(("status",), servers[0], [os.getpid()]).returncode == 0  # ours
+        closed = servers.pop()
+        closed.shutdown()
+        closed.server_close()
+        # an old process, still there: not below this one (sh starts it and exits)
+        with subprocess.Popen(["sh", "-c", '"$0" -c "$1" "$2" & echo $!', sys.executable,
+                               STRAY, str(servers[0].server_address[1])],
+                              stdout=subprocess.PIPE, text=True) as starter:
+            stray = int(starter.stdout.readline())
+            try:
+                assert starter.stdout.readline() == "serving\n"
+                bad = poll_with(("status",), servers[0], [os.getpid()])
+            finally:
+                os.kill(stray, signal.SIGKILL)
+        assert bad.returncode == 1 and "is not held by the process started now" in bad.stdout
+    finally:
+        for httpd in servers:
+            httpd.shutdown()
+            httpd.server_close()
+
+
+def test_a_field_check_tells_true_from_one_and_survives_a_deep_body(server):
+    """`value: true` is not 1; a body nested too deep for json is no crash."""
+    mine = [os.getpid()]
+    server.answer = (200, '{"ok": 1}')
+    assert "(ok is 1)" in poll_with(("field", "ok", True), server, mine).stdout
+    server.answer = (200, "[" * 1500)
+    deep = poll_with(("field", "ok", True), server, mine)
+    assert deep.returncode == 1 and "(the body is not JSON)" in deep.stdout, deep.stdout
