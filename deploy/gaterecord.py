@@ -51,7 +51,7 @@ def read_record(path, hint):
             from exc
     problem = record_problem(record)
     if problem:
-        raise ConfigError(f"{path} is not a gate record written by `python -m ci` "
+        raise ConfigError(f"{path} is not a gate record written by `fabship-ci` "
                           f"({problem}); {hint}")
     return record
 
@@ -82,7 +82,7 @@ def check_gates(root, skip):
     path = root / "reports" / "gates.json"
     if skip:
         return commit or "unknown", {"skipped": True}
-    hint = ("run the gates (`python -m ci`) on this commit, or ship anyway with "
+    hint = ("run the gates (`fabship-ci`) on this commit, or ship anyway with "
             "`--skip-gates` (recorded in release.json and the history)")
     if commit is None:
         raise DeployError(f"{root} is not a git checkout, so no gate record can vouch for "

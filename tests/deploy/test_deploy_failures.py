@@ -106,7 +106,7 @@ def test_real_record_ships_its_commit_and_is_stale_after_a_new_commit(gated):
     before = hosts_state(gated)
     proc = gated.fab("service", "deploy")
     refused(gated, proc, f"is for commit {gated_commit[:12]}, not HEAD {new_commit[:12]}")
-    assert "run the gates (`python -m ci`) on this commit" in proc.stderr
+    assert "run the gates (`fabship-ci`) on this commit" in proc.stderr
     assert hosts_state(gated) == before
 
 

@@ -8,7 +8,7 @@ from fabship.deploy.gaterecord import check_gates, head_commit, summary
 from fabship.deploy.secrets import MASK, Secret, holds_secret, mask, read_secrets
 from tests.helpers import git
 
-HINT = ("run the gates (`python -m ci`) on this commit, or ship anyway with `--skip-gates` "
+HINT = ("run the gates (`fabship-ci`) on this commit, or ship anyway with `--skip-gates` "
         "(recorded in release.json and the history)")
 
 
@@ -134,7 +134,7 @@ def test_refusals_name_the_reason_and_the_way_out(checkout, tmp_path_factory):
                               "gates: expected an object of gate -> result, got []")):
         path.write_text(foreign)
         assert refusal(root, ConfigError) == (f"{path} is not a gate record written by "
-                                              f"`python -m ci` ({problem}); {HINT}")
+                                              f"`fabship-ci` ({problem}); {HINT}")
 
 
 def test_a_record_of_another_commit_is_refused(checkout):
