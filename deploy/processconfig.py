@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 MAX_PROCESSES, MAX_DRAIN = 64, 3600
 KEYS = ("processes", "zero_downtime", "drain", "listen")
-LISTEN = re.compile(r"[A-Za-z0-9.-]+:(\{\{.*\}\}|[0-9]+)")
+LISTEN = re.compile(r"(\{\{.*\}\}|[A-Za-z0-9.-]+):(\{\{.*\}\}|[0-9]+)")
 
 
 @dataclass(frozen=True)

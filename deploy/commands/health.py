@@ -144,7 +144,7 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
     request = (f"GET {parts.path or '/'}{'?' if parts.query else ''}{parts.query} "
                f"HTTP/1.0\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n").encode()
     start = time.monotonic()
-    last, asked, streak = "no answer", start, 0
+    last, asked, streak, seen = "no answer", start, 0, {}
     while True:
         try:
             status, body = get(parts, request)
@@ -159,13 +159,19 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
             last, streak = f"no answer ({exc.strerror or exc})", 0
         except ValueError as exc:
             last, streak = str(exc), 0
+        if not streak:  # the latest distinct answers: processes sharing a socket differ
+            seen.pop(last, None)
+            seen[last] = None
+            while len(seen) > 3:
+                seen.pop(next(iter(seen)))
+        said = " | ".join(seen)
         now = time.monotonic()
         if now - asked >= 0.25:
             asked, why = now, gone()
             if why:
-                return False, f"unhealthy after {now - start:.1f}s: {why}; last response: {last}"
+                return False, f"unhealthy after {now - start:.1f}s: {why}; last response: {said}"
         if now - start >= timeout:
-            return False, f"unhealthy after {timeout:g}s; last response: {last}"
+            return False, f"unhealthy after {timeout:g}s; last response: {said}"
         if not streak:
             time.sleep(0.05)
 

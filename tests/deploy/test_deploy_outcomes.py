@@ -91,7 +91,7 @@ def test_rollback_that_fails_is_reported_as_rollback_failed(build):
 def test_status_reports_down_and_stale_hosts(build):
     """Status exits 1 and says down for a stopped program, stale for a moved `current`."""
     project, (older, newer) = build.deployed(2)
-    stopped = supervisorctl(project, 0, "stop", "hello")
+    stopped = supervisorctl(project, 0, "stop", "hello:*")  # every process
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert refuses(project, 0)
     root = project.host_root(1)

@@ -14,12 +14,13 @@ from tests.helpers import git
 
 FAST = ("--canary", "0", "--batch", "100%")  # the first release: every host at once
 WAVES = {"canary": 1, "batch": 2}  # six hosts: [h1] [h2 h3] [h4 h5] [h6]
+LISTEN = "{{ bind }}:{{ port }}"  # supervisord's socket follows each host's `bind` (set_bind)
 
 
 def six(build, hosts=6, **rollout):
     """A project on six hosts (or fewer) with a first release served everywhere;
     (project, release)."""
-    project = build.project(hosts=hosts, rollout={**WAVES, **rollout})
+    project = build.project(hosts=hosts, rollout={**WAVES, **rollout}, listen=LISTEN)
     release, _ = deploy_ok(project, *FAST)
     return project, release
 
@@ -31,7 +32,8 @@ def events(project, release):
 
 
 def set_bind(project, index, bind):
-    """Commit host `index` listening on another address: its health check then fails."""
+    """Commit host `index` listening on another address (the app's `bind`, and the socket
+    supervisord holds, see LISTEN): its health check then fails."""
     project.hosts[index]["vars"]["bind"] = bind
     project.service["environments"]["test"]["hosts"] = project.hosts
     project.write_config({"hello": project.service})
@@ -207,7 +209,7 @@ def test_a_takeover_during_the_victims_health_check_leaves_the_takers_release(bu
     """A run taken over with --break-lock while in its health check stops: it neither
     switches back nor finishes under the new owner; the taker's release serves."""
     project = build.project(hosts=2, health={"path": "/health", "port": "{{ port }}",
-                                             "timeout": 8})
+                                             "timeout": 8}, listen=LISTEN)
     deploy_ok(project)
     set_bind(project, 0, "127.0.0.9")  # the victim's release never passes its check on h1
     victim = Background(project, "service", "deploy")
