@@ -56,8 +56,8 @@ def get(parts, request):
 
 
 def listening(port):
-    """Inodes of the TCP sockets listening on `port` (IPv4 and IPv6)."""
-    found = set()
+    """{socket:[inode]: owner uid} of the TCP sockets listening on `port` (IPv4, IPv6)."""
+    found = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as handle:
@@ -68,8 +68,20 @@ def listening(port):
             fields = row.split()
             if len(fields) > 9 and fields[3] == "0A" and \
                     int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found.add(f"socket:[{fields[9]}]")
+                found[f"socket:[{fields[9]}]"] = fields[7]
     return found
+
+
+def uid_of(pid):
+    """The real uid of a process, as text ("" when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Uid:"):
+                    return line.split()[1]
+    except OSError:
+        pass
+    return ""
 
 
 def below(pids):
@@ -95,14 +107,18 @@ def below(pids):
 
 def held_by(port, pids):
     """None when every socket listening on `port` (any address, IPv4 or IPv6: the answer
-    may have come from any of them) is held by a process among `pids` or below them;
+    may have come from any of them) is held by a process among `pids` or below them
+    (one whose descriptors this user may not read, another user's: a socket of that uid);
     otherwise why not."""
     if not pids:
         return "the manager names no running process"
-    sockets, held = listening(port), set()
+    sockets, held, hidden = listening(port), set(), set()
     for pid in below(pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:  # another user's process: only its uid can be compared
+            hidden.add(uid_of(pid))
+            continue
         except OSError:
             continue
         for fd in fds:
@@ -110,7 +126,7 @@ def held_by(port, pids):
                 held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
             except OSError:
                 continue
-    if sockets and sockets <= held:
+    if sockets and all(inode in held or uid in hidden for inode, uid in sockets.items()):
         return None
     return (f"a socket listening on port {port} is not held by the process started now "
             f"(pid {', '.join(map(str, sorted(pids)))})")

@@ -6,6 +6,7 @@ links to is the interpreter running these tests.
 import hashlib
 import json
 import signal
+import shutil
 import socket
 import os
 import subprocess
@@ -361,3 +362,24 @@ def test_a_field_check_tells_true_from_one_and_survives_a_deep_body(server):
     server.answer = (200, "[" * 1500)
     deep = poll_with(("field", "ok", True), server, mine)
     assert deep.returncode == 1 and "(the body is not JSON)" in deep.stdout, deep.stdout
+
+
+@pytest.mark.skipif(os.getuid() != 0 or shutil.which("setpriv") is None,
+                    reason="runs the check as nobody against root's server (needs root)")
+def test_a_check_that_may_not_read_the_programs_descriptors_compares_the_socket_owner(server):
+    """As another user (a systemd `user:` apart from the SSH user) the program's fds are
+    closed to the check: the socket's owner uid must then be the program's."""
+    code = health.POLL + "\npoll(sys.argv[1], sys.argv[2], 1, pids=lambda: [int(sys.argv[3])])\n"
+    argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable,
+            "-c", code, url(server), health.expectation(("status",), "r1")]
+    ours = subprocess.run([*argv, str(os.getpid())], capture_output=True, text=True,
+                          timeout=30, check=False, cwd="/")
+    assert (ours.returncode, ours.stdout) == (0, "healthy: 200 hello r1\n"), ours.stderr
+    with subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                           "sleep", "30"]) as other:  # nobody's process: not the owner
+        try:
+            theirs = subprocess.run([*argv, str(other.pid)], capture_output=True, text=True,
+                                    timeout=30, check=False, cwd="/")
+        finally:
+            other.kill()
+    assert theirs.returncode == 1 and "is not held by the process started now" in theirs.stdout
