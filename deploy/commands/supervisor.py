@@ -101,6 +101,18 @@ def members():
 def label(name):
     """A process as messages name it: `hello` for a [program], `hello:hello_0` else."""
     return program if name == f"{program}:{program}" else name
+
+
+def run(work):
+    """work(), with supervisord's refusals as one line and no answer as NO_ANSWER."""
+    try:
+        work()
+    except NoAnswer:
+        sys.exit(NO_ANSWER)
+    except Fault as fault:
+        raise SystemExit(f"supervisord: {fault.args[1]} ({action} {program or 'config'})")
+    except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as exc:
+        raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
 '''
 
 # ACTION: reload (what `supervisorctl update` does), restart (stop, then start without
@@ -149,14 +161,7 @@ def restart():
 '''
 CTL = CLIENT + ACTIONS + r'''
 
-try:
-    {"reload": update, "restart": restart, "stop": lambda: stop(program, group=True)}[action]()
-except NoAnswer:
-    sys.exit(NO_ANSWER)
-except Fault as fault:
-    raise SystemExit(f"supervisord: {fault.args[1]} ({action} {program or 'config'})")
-except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as exc:
-    raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
+run({"reload": update, "restart": restart, "stop": lambda: stop(program, group=True)}[action])
 '''
 
 # ACTION healthy, with URL EXPECT TIMEOUT: health.POLL's check, given up as soon as
@@ -221,14 +226,7 @@ def roll():
             sys.exit(1)
 
 
-try:
-    roll()
-except NoAnswer:
-    sys.exit(NO_ANSWER)
-except Fault as fault:
-    raise SystemExit(f"supervisord: {fault.args[1]} (roll {program})")
-except (OSError, ValueError, LookupError, TypeError, ElementTree.ParseError) as exc:
-    raise SystemExit(f"supervisord at {path}: {type(exc).__name__}: {exc}")
+run(roll)
 '''
 
 # What every script below starts with: no link at a path supervisord writes or talks
