@@ -164,6 +164,10 @@ def test_unit_runs_as_the_configured_user():
     """`user:` wins over the SSH user, on every host."""
     _, contexts_ = contexts(manager="systemd", user="app")
     assert all("User=app" in rendered_unit(ctx).text.splitlines() for ctx in contexts_)
+    # the stop timeout respects the drain: SIGKILL only `drain` + 5 s after SIGTERM
+    assert "TimeoutStopSec=15" in rendered_unit(contexts_[0]).text.splitlines()
+    _, drained = contexts(manager="systemd", drain=60)
+    assert "TimeoutStopSec=65" in rendered_unit(drained[0]).text.splitlines()
 
 
 # --- the unit's scripts, run for real -----------------------------------------------------
