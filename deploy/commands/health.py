@@ -153,6 +153,12 @@ def healthy(expect, status, body, parts, pids):
     return held_by(parts.port or 80, pids())
 
 
+def rank(answer):
+    """Error answers first, then other 200s, then no answer: what a failure says."""
+    status = answer.split(" ", 1)[0]
+    return 2 if not status.isdigit() else 1 if status == "200" else 0
+
+
 def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
     """(True, "healthy: ...") once GETs of url answer as `expect` says (`times` in a row:
     processes sharing a socket each get asked); (False, why) after timeout or when gone."""
@@ -180,7 +186,7 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
             seen[last] = None
             while len(seen) > 3:
                 seen.pop(next(iter(seen)))
-        said = " | ".join(seen)
+        said = " | ".join(sorted(seen, key=rank))
         now = time.monotonic()
         if now - asked >= 0.25:
             asked, why = now, gone()

@@ -58,11 +58,22 @@ def inherited(environ=os.environ):
     return (sock, "supervisord (fd 0)") if sock is not None else (None, None)
 
 
-async def drain(app, limit):
-    """Wait until no request is in flight, at most `limit` seconds."""
+ARRIVAL = 0.5  # seconds a connection accepted just before SIGTERM gets to send its request
+
+
+async def drain(app, server, limit):
+    """Let the requests in flight finish, at most `limit` seconds: first those of the
+    connections accepted just before (their request may not be read yet), then the rest;
+    idle connections are closed after."""
     deadline = time.monotonic() + limit
+    await asyncio.sleep(min(ARRIVAL, limit))
     while app.settings["in_flight"][0] > 0 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    try:
+        await asyncio.wait_for(server.close_all_connections(),
+                               max(0.1, deadline - time.monotonic()))
+    except asyncio.TimeoutError:
+        pass
 
 
 async def serve(settings, info):
@@ -82,7 +93,7 @@ async def serve(settings, info):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     server.stop()  # no new connection; the manager keeps its copy of an inherited socket
-    await drain(app, settings.drain)
+    await drain(app, server, settings.drain)
     print(f"hello: stopped ({app.settings['in_flight'][0]} request(s) cut off)", flush=True)
 
 
