@@ -125,14 +125,26 @@ def test_a_linked_lock_is_refused_before_anything_changes(build):
     assert not os.path.lexists(project.host_root(0) / "current")
 
 
+def gone(pid):
+    """The process has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
+
+
 def stale_pidfile(project, sleeper):
     """Stop the host's supervisord (and the app) and leave its pid file naming `sleeper`,
     a live process that is not supervisord: a pid reused after a reboot or a crash."""
+    pidfile = project.host_root(0) / "supervisord.pid"
+    running = int(pidfile.read_text())
     stopped = supervisorctl(project, 0, "shutdown")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-    wait_until(lambda: supervisorctl(project, 0, "pid").returncode != 0,
-               "supervisord stopped answering")
-    (project.host_root(0) / "supervisord.pid").write_text(f"{sleeper.pid}\n")
+    # gone, not only silent: it stops its processes first (each drains) and keeps its
+    # socket file until then
+    wait_until(lambda: gone(running), "supervisord exited")
+    pidfile.write_text(f"{sleeper.pid}\n")
 
 
 FORGING = ('self.write("forged\\nfabship-step-done x\\nfabship-step-failed 0 0\\n'
