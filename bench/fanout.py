@@ -70,7 +70,7 @@ ln -sfn "$rel" "$root/.current.floor"
 mv -T "$root/.current.floor" "$cur"
 [ "$restart" = 1 ] || exit 0
 "$rel/.fabship/venv/bin/python" -m supervisor.supervisorctl \
-  -c "$rel/.fabship/supervisord.conf" restart hello >/dev/null
+  -c "$rel/.fabship/supervisord.conf" restart 'hello:*' >/dev/null
 tries=0
 until curl -fsS --max-time 2 "$url" 2>/dev/null | grep -qF "$id"; do
   tries=$((tries + 1))
