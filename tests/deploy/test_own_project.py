@@ -115,8 +115,16 @@ def test_the_wheel_claims_no_generic_names(installed):
     assert sysconfig.get_paths()["purelib"] != str(site)  # really another environment
 
 
-def test_init_then_gates_then_a_deploy_to_two_hosts(installed, fleet, tmp_path):
+@pytest.fixture(name="roots")
+def roots_fixture(tmp_path):
+    """Where the hosts' roots go; the supervisords the deploy starts there stop after."""
+    yield tmp_path
+    subprocess.run(["pkill", "-f", f"supervisor.supervisord -c {tmp_path}/"], check=False)
+
+
+def test_init_then_gates_then_a_deploy_to_two_hosts(installed, fleet, roots):
     """The user's path, timed from `fabship init` to the first deploy's end."""
+    tmp_path = roots
     bin_dir, _ = installed
     env = {**{k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")},
            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
