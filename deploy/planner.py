@@ -76,8 +76,9 @@ def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: di
 
 
 def health_step(service, layout, venv, health_url, release_id):
-    """Poll health_url until it names release_id. Under supervisor the check also asks
-    supervisord, so a program that exits fails it at once, with the end of its log."""
+    """Poll health_url until it answers as health.expect says for release_id (2 x processes
+    answers in a row with zero downtime). Under supervisor the check also asks supervisord,
+    so a program that exits fails it at once, with the end of its log."""
     expect, timeout = service.health.expect, service.health.timeout
     label = health.describe(expect, health_url, release_id)
     if service.manager == "supervisor":

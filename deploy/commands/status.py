@@ -65,7 +65,7 @@ def answers(expect, current, body):
         value = _json(body) if body.startswith("{") else {}
         for key in expect[1].split("."):
             value = value.get(key) if isinstance(value, dict) else None
-        return value == expect[2]
+        return value == expect[2] and isinstance(value, bool) == isinstance(expect[2], bool)
     return True
 
 

@@ -242,6 +242,9 @@ def test_status_table_reads_health_by_the_expectation():
     assert status.parse(text, ("status",))["health"] == "ok"
     assert status.parse(text, ("field", "status", "ok"))["health"] == "ok"
     assert status.parse(text, ("field", "status", "up"))["health"].startswith("stale")
+    one = "current=/srv/x/releases/r1\nhealth=200 {\"ok\": 1}\n"  # true is not 1, as in checks
+    assert status.parse(one, ("field", "ok", True))["health"].startswith("stale")
+    assert status.parse(one, ("field", "ok", 1))["health"] == "ok"
 
 
 def test_supervisor_commands_are_exact():
