@@ -244,7 +244,7 @@ def parse_service(reader, name, raw):
         boot=boot,
         rollout=rollout,
         notify=notify,
-        processes=parse_processes(reader, raw, path, manager),
+        processes=parse_processes(reader, raw, path),
     )
 
 

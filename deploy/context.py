@@ -4,6 +4,7 @@ Variables: service vars < environment vars < host vars < built-ins (host, servic
 environment, release_id, release_dir, root, venv, commit) < secrets (by env var name).
 """
 import hashlib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -98,6 +99,15 @@ def host_basics(env, target, host, extra=None):
                                                service.health.path)
 
 
+def _ipv4(text):
+    """Whether text is a dotted IPv4 address."""
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address) and \
+            text.count(".") == 3
+    except ValueError:
+        return False
+
+
 def _process_vars(env, service, variables, port):
     """processes, zero_downtime, drain and listen (HOST:PORT of the socket supervisord
     holds: `listen` rendered, else the health check's host and port)."""
@@ -107,6 +117,10 @@ def _process_vars(env, service, variables, port):
     listen = (render_string(env, processes.listen, variables, where)
               if processes.listen else f"{service.health.host}:{port}")
     host, _, number = listen.rpartition(":")
+    if service.manager == "systemd" and not _ipv4(host):
+        raise ConfigError(f"{where}: expected IPV4:PORT (systemd's ListenStream= takes an "
+                          f"address, no host name; set `listen:` when health.host is not "
+                          f"an IPv4 address), got {listen!r}")
     if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
         raise ConfigError(f"{where}: expected HOST:PORT with an IPv4 address or a host name "
                           f"(supervisord's socket; set `listen:` when health.host is IPv6), "
@@ -138,10 +152,11 @@ def _release_files(renderer, service):
         files.append(_file(renderer, ".fabship/supervisord.conf",
                            "supervisor/supervisord.conf.j2", 0o644, f"{where}.manager"))
     else:
-        unit = systemd.unit_name(service.name, renderer.plain["root"])
-        files.append(_file(renderer, f".fabship/{unit}", "systemd/service.j2", 0o644,
-                           f"{where}.manager"))
-        systemd.refuse_secret(files[-1].secret, f"{where}.manager")
+        for unit, template in systemd.unit_files(service.name, renderer.plain["root"],
+                                                 service.processes.zero_downtime):
+            files.append(_file(renderer, f".fabship/{unit}", template, 0o644,
+                               f"{where}.manager"))
+            systemd.refuse_secret(files[-1].secret, f"{where}.manager")
     return files
 
 
@@ -160,6 +175,10 @@ def build_context(env, target, host, release, shipped, *,  # pylint: disable=too
     if service.manager == "systemd":
         variables["unit_user"] = systemd.unit_user(service.user, host.user or deploy_user,
                                                    f"services.{service.name}.user")
+        variables.update(socket_unit=systemd.socket_name(service.name, layout.root),
+                         instance_template=systemd.template_name(service.name, layout.root),
+                         first_instance=systemd.instance_names(service.name, layout.root,
+                                                               1)[0])
     files = _release_files(Renderer(env, variables, secrets), service)
     info = _release_json(variables, files, release, digest, deps_key)
     files.append(RenderedFile("release.json", info, 0o644, False, info))

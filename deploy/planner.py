@@ -48,47 +48,64 @@ def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: di
     """Restart the program through its manager (the release's venv talks to supervisord).
 
     Under supervisor, `reload` (a reload_step, or None to skip it) comes first, and with
-    `boot: cron` the crontab's @reboot line follows; with zero_downtime the processes are
-    replaced one at a time, each checked healthy (`check`: the health URL and the release
-    that must answer). Under systemd, the unit named after the service and root is
-    installed, enabled (it starts at boot) and restarted.
+    `boot: cron` the crontab's @reboot line follows. Under systemd the units named after
+    the service and root are installed and enabled (they start at boot). With
+    zero_downtime the processes are replaced one at a time, each checked healthy
+    (`check`: the health URL and the release that must answer).
     """
+    processes, health_conf = service.processes, service.health
+    rolling = processes.zero_downtime and check
+    roll_label = (f"replace the {processes.count} processes one at a time, each "
+                  "health-checked")
+    roll_timeout = processes.count * (health_conf.timeout + processes.drain + 10)
     if service.manager == "supervisor":
         at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
-        processes, health_conf = service.processes, service.health
-        if processes.zero_downtime and check:
+        if rolling:
             restart = Run(supervisor.roll(layout, venv, service.name, check[0],
                                           health.expectation(health_conf.expect, check[1]),
                                           health_conf.timeout),
-                          f"replace the {processes.count} processes one at a time, each "
-                          "health-checked (supervisord started if not running)",
-                          timeout=processes.count * (health_conf.timeout + processes.drain + 10))
+                          roll_label + " (supervisord started if not running)",
+                          timeout=roll_timeout)
         else:
             restart = Run(supervisor.restart(layout, venv, service.name),
                           "restart through supervisord (started if not running)")
         return (*((reload,) if reload else ()), restart,
                 *((at_boot,) if service.boot == "cron" else ()))
-    unit = systemd.unit_name(service.name, layout.root)
-    return (Run(systemd.install_unit(posixpath.join(layout.current, ".fabship", unit),
-                                     service.name, layout.root, service.user),
+    name, root = service.name, layout.root
+    if processes.zero_downtime:
+        units = systemd.instance_names(name, root, processes.count)
+        install = Run(systemd.install_socket(layout.current, name, root, processes.count,
+                                             service.user),
+                      f"install {systemd.socket_name(name, root)} and "
+                      f"{systemd.template_name(name, root)}, reload systemd, start the "
+                      f"socket, enable {len(units)} processes")
+        if rolling:
+            return (install, Run(systemd.roll(venv, check[0], health.expectation(
+                health_conf.expect, check[1]), health_conf.timeout, units),
+                roll_label + f" ({', '.join(units)})", timeout=roll_timeout))
+        return (install, Run(systemd.restart_all(units), f"restart {', '.join(units)}"))
+    unit = systemd.unit_name(name, root)
+    return (Run(systemd.install_unit(layout.current, name, root, service.user),
                 f"install and enable {unit}, reload systemd"),
-            Run(systemd.restart(service.name, layout.root), f"restart {unit}"))
+            Run(systemd.restart(name, root), f"restart {unit}"))
 
 
 def health_step(service, layout, venv, health_url, release_id):
     """Poll health_url until it answers as health.expect says for release_id (2 x processes
-    answers in a row with zero downtime). Under supervisor the check also asks supervisord,
-    so a program that exits fails it at once, with the end of its log."""
+    answers in a row with zero downtime). The check also asks the manager, so a program
+    that exits fails it at once (with the end of its log, under supervisor)."""
     expect, timeout = service.health.expect, service.health.timeout
     label = health.describe(expect, health_url, release_id)
+    times = 2 * service.processes.count if service.processes.zero_downtime else 1
+    label += f" ({times} answers in a row)" if times > 1 else ""
+    expectation = health.expectation(expect, release_id, times)
     if service.manager == "supervisor":
-        times = 2 * service.processes.count if service.processes.zero_downtime else 1
-        return Run(supervisor.healthy(layout, venv, service.name, health_url,
-                                      health.expectation(expect, release_id, times), timeout),
-                   label + (f" ({times} answers in a row)" if times > 1 else ""),
-                   timeout=timeout)
-    unit = systemd.unit_name(service.name, layout.root)
-    return Run(health.check(venv, health_url, release_id, timeout, expect, unit), label,
+        return Run(supervisor.healthy(layout, venv, service.name, health_url, expectation,
+                                      timeout), label, timeout=timeout)
+    name, root, count = service.name, layout.root, service.processes.count
+    units = (systemd.instance_names(name, root, count) if service.processes.zero_downtime
+             else (systemd.unit_name(name, root),))
+    return Run(systemd.healthy(venv, health_url, expectation, timeout, units), label,
                timeout=timeout)
 
 
@@ -103,8 +120,10 @@ def _reload_when_changed(ctx, facts):
 def _stop(service, ctx):
     if service.manager == "supervisor":
         return Run(supervisor.stop(ctx.layout, ctx.venv, service.name), "stop the program")
-    return Run(systemd.stop(service.name, ctx.layout.root),
-               f"stop and disable {systemd.unit_name(service.name, ctx.layout.root)}")
+    name, root, zero = service.name, ctx.layout.root, service.processes.zero_downtime
+    return Run(systemd.stop(name, root, zero),
+               f"stop and disable {systemd.socket_name(name, root)} and its processes"
+               if zero else f"stop and disable {systemd.unit_name(name, root)}")
 
 
 def prepare_steps(service, ctx, facts, shipped):

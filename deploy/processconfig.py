@@ -18,15 +18,12 @@ class ProcessSettings:
     listen: str | None = None  # HOST:PORT (a template) of the socket; None: health's
 
 
-def parse_processes(reader, raw, path, manager):
+def parse_processes(reader, raw, path):
     """The process keys of the service mapping `raw` (at `path`). Zero downtime is the
-    default under supervisor; under systemd fabship keeps today's restart (one process)."""
-    zero = raw.get("zero_downtime", manager == "supervisor")
+    default under both managers (supervisord's fcgi-program socket, systemd's .socket)."""
+    zero = raw.get("zero_downtime", True)
     if not isinstance(zero, bool):
         reader.fail(f"{path}.zero_downtime", "true or false", zero)
-    if zero and manager == "systemd":
-        reader.fail(f"{path}.zero_downtime", "false under `manager: systemd` (processes "
-                    "are replaced one at a time under supervisor only, for now)", zero)
     count = reader.number(raw.get("processes", 2 if zero else 1), f"{path}.processes", 1,
                           int, high=MAX_PROCESSES)
     if zero and count < 2:

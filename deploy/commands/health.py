@@ -204,26 +204,6 @@ def poll(url, expect, timeout, gone=lambda: None, pids=lambda: []):
     print(said)
     sys.exit(0 if ok else 1)
 '''
-# CHECK URL EXPECT TIMEOUT [UNIT]: the plain check; the program's pids, when `expect`
-# needs them, are systemd's MainPID of UNIT.
-CHECK = POLL + r'''
-
-def unit_pids():
-    """The MainPID systemd reports for the unit (none when it does not run)."""
-    import subprocess
-    try:
-        shown = subprocess.run(["systemctl", "show", "--property", "MainPID", "--value",
-                                sys.argv[4]], capture_output=True, text=True, timeout=10,
-                               check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [int(shown)] if shown.isdigit() and int(shown) else []
-
-
-poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), pids=unit_pids)
-'''
-
-
 def url(host, port, path):
     """The URL the host polls."""
     return f"http://{host}:{port}{path}"
@@ -249,10 +229,3 @@ def describe(expect, health_url, release_id):
         return (f"health check: {health_url} answers {expect[1]} = {json.dumps(expect[2])} "
                 "from the program started now")
     return f"health check: {health_url} answers 200 from the program started now"
-
-
-def check(venv, health_url, release_id, timeout, expect=("release",), unit=""):  # pylint: disable=R0913,R0917
-    """Poll until the answer is healthy as `expect` says, or fail after timeout seconds;
-    `unit` (systemd) names the program when `expect` asks which process answers."""
-    return (posixpath.join(venv, "bin", "python"), "-c", CHECK, health_url,
-            expectation(expect, release_id), f"{timeout:g}", unit)

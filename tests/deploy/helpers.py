@@ -1,4 +1,5 @@
 """Building blocks for the pure-layer tests: a parsed service and a host context."""
+from fabship.deploy.commands import health, systemd
 from fabship.deploy.config import parse_services
 from fabship.deploy.context import ReleaseInfo, build_context
 from fabship.deploy.render import environment
@@ -42,3 +43,9 @@ def contexts(secrets=(), project=None, **overrides):
     env = environment(project or REPO / "templates")
     return target, [build_context(env, target, host, RELEASE, ("d" * 64, "k" * 16, secrets))
                     for host in target.hosts]
+
+
+def plain_check(venv, url, release_id, timeout):
+    """The health check of systemd.healthy with no unit to ask: the plain poll of url until
+    it names release_id."""
+    return systemd.healthy(venv, url, health.expectation(("release",), release_id), timeout, ())

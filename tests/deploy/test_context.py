@@ -107,7 +107,7 @@ def test_skipped_gates_are_recorded():
 
 def test_systemd_unit_is_rendered_in_the_release():
     """The unit goes to .fabship/fabship-<name>.service; no supervisord.conf."""
-    _, (ctx, _) = contexts(manager="systemd")
+    _, (ctx, _) = contexts(manager="systemd", zero_downtime=False)
     unit = ".fabship/" + systemd.unit_name("hello", "/srv/hello")
     assert [(f.dest, f.mode) for f in ctx.files] == [
         ("hello.conf", 0o644), (".fabship/run", 0o755), (".fabship/launch.py", 0o644),

@@ -187,27 +187,39 @@ def test_dry_run_plan_shows_conditions():
 
 def test_systemd_plan_installs_unit_and_restarts():
     """Under systemd the restart phase installs the unit, then restarts it."""
-    target, (ctx, _) = contexts(manager="systemd")
+    target, (ctx, _) = contexts(manager="systemd", zero_downtime=False)
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, DEPS), RELEASE)
     unit = "fabship-hello-73182f8e.service"
     restart = plan.rollout[2]
     assert (restart.name, restart.stage) == ("switch", "restart")
     assert [s.argv for s in restart.steps] == [
         ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
-         f"/srv/hello/current/.fabship/{unit}", f"/etc/systemd/system/{unit}", unit),
+         f"/srv/hello/current/.fabship/{unit}", f"/etc/systemd/system/{unit}", unit,
+         "fabship-hello-73182f8e.socket", "fabship-hello-73182f8e@.service",
+         "/srv/hello/current"),
         ("sh", "-c", "set -e" + systemd.RESTART, "fabship", unit)]
 
 
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path):
-    """The rendered unit is valid for systemd-analyze."""
-    _, (ctx, _) = contexts(manager="systemd")
-    unit = next(f for f in ctx.files if f.dest.endswith(".service"))
-    path = tmp_path / "fabship-hello-73182f8e.service"
-    path.write_text(unit.text)
-    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
+@pytest.mark.parametrize("zero_downtime", [False, True])
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path, zero_downtime):
+    """The rendered units are valid for systemd-analyze: the plain unit, or the socket and
+    an instance of the template that shares it."""
+    _, (ctx, _) = contexts(manager="systemd", zero_downtime=zero_downtime)
+    units = {f.dest.rsplit("/", 1)[1]: f.text for f in ctx.files
+             if f.dest.endswith((".service", ".socket"))}
+    assert sorted(units) == (["fabship-hello-73182f8e.socket",
+                              "fabship-hello-73182f8e@.service"] if zero_downtime else
+                             ["fabship-hello-73182f8e.service"])
+    for name, text in units.items():
+        (tmp_path / name).write_text(text)
+    checked = [str(tmp_path / name.replace("@.", "@1.")) for name in units]
+    if zero_downtime:  # an instance of the template: a link to it, as systemd names one
+        (tmp_path / "fabship-hello-73182f8e@1.service").symlink_to(
+            tmp_path / "fabship-hello-73182f8e@.service")
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *checked],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "fabship-hello-73182f8e.service" not in proc.stderr, proc.stderr
+    assert "fabship-hello" not in proc.stderr, proc.stderr
 
 
 def test_secrets_masked_and_0600(tmp_path):

@@ -23,8 +23,13 @@ SCRIPTS = {"set -e" + getattr(module, name): name
            if name.isupper() and isinstance(getattr(module, name), str)}
 SCRIPTS.update({"set -e" + boot.INSTALL: "BOOT_INSTALL", "set -e" + systemd.INSTALL:
                 "UNIT_INSTALL", "set -e" + systemd.RESTART: "UNIT_RESTART",
-                "set -e" + systemd.STOP: "UNIT_STOP"})
+                "set -e" + systemd.STOP: "UNIT_STOP",
+                "set -e" + systemd.INSTALL_SOCKET: "SOCKET_INSTALL",
+                "set -e" + systemd.STOP_SOCKET: "SOCKET_STOP"})
+PYTHON = {systemd.CHECK: "UNITS_CHECK", systemd.ROLL: "UNITS_ROLL"}
 UNIT = "fabship-hello-73182f8e.service"  # sha256("/srv/hello") starts 73182f8e
+SOCKET, TEMPLATE = "fabship-hello-73182f8e.socket", "fabship-hello-73182f8e@.service"
+INSTANCES = "fabship-hello-73182f8e@1.service fabship-hello-73182f8e@2.service"
 TOKENS = {shlex.quote(owner_record(RELEASE)): "OWNER",
           shlex.quote(owner_record(RELEASE, "rollback")): "ROLLBACK_OWNER",
           "/srv/hello/releases/." + RELEASE.release_id + ".tmp": "STAGING",
@@ -46,8 +51,8 @@ def outline(step):
         argv = step.argv
         if argv[:2] == ("sh", "-c") and argv[2] in SCRIPTS and argv[3] == "fabship":
             what = f"{SCRIPTS[argv[2]]} {shlex.join(argv[4:])}"
-        elif argv[1:3] == ("-c", health.CHECK):
-            what = f"CHECK {shlex.join((argv[0], *argv[3:]))}"
+        elif argv[1] == "-c" and argv[2] in PYTHON:
+            what = f"{PYTHON[argv[2]]} {shlex.join((argv[0], *argv[3:]))}"
         else:
             what = shlex.join(argv)
     else:
@@ -241,9 +246,9 @@ def test_dry_run_plan_exactly():
 
 
 def test_systemd_plans_exactly():
-    """Under systemd the unit (named after service and root) is installed, enabled and
-    restarted; a failed first release stops and disables it."""
-    target, (ctx, _) = contexts(manager="systemd")
+    """zero_downtime: false under systemd: the unit (named after service and root) is
+    installed, enabled and restarted; a failed first release stops and disables it."""
+    target, (ctx, _) = contexts(manager="systemd", zero_downtime=False)
     plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, None), RELEASE)
     steps = [outline(step) for step in steps_of(plan.rollout)]
     assert steps[3] == "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 0"
@@ -252,15 +257,14 @@ def test_systemd_plans_exactly():
     assert [line.split(" | ")[0] for line in steps if "supervisor" in line] == []
     assert sum(line.startswith(f"write .fabship/{UNIT} | upload STAGING/.fabship/{UNIT} "
                                "644 text ") for line in steps) == 1
+    install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
+               f"/etc/systemd/system/{UNIT} {UNIT} {SOCKET} {TEMPLATE} ROOT/current")
     assert phases(plan.rollout)[1:] == [
         ("switch", None, [SWITCH]),
-        ("switch", "restart", [
-            f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
-            f"/etc/systemd/system/{UNIT} {UNIT}",
-            f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
-        # the plain check: systemd is not asked (supervisord is, in HEALTH)
-        ("verify", "health", ["health check: http://127.0.0.1:8080/health names R | CHECK "
-                              "VENV/bin/python http://127.0.0.1:8080/health "
+        ("switch", "restart", [install, f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
+        # systemd is asked for the unit's state and MainPID
+        ("verify", "health", ["health check: http://127.0.0.1:8080/health names R | "
+                              "UNITS_CHECK VENV/bin/python http://127.0.0.1:8080/health "
                               f"""'{{"kind": "release", "release": "R"}}' 15 {UNIT}"""])]
     assert phases(plan.revert) == [("revert", None, [
         f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
@@ -274,6 +278,43 @@ def test_systemd_plans_exactly():
         ("revert", "restart", [f"install and enable {UNIT}, reload systemd",
                                f"restart {UNIT}"]),
         ("revert", "health", ["health check: http://127.0.0.1:8080/health names r1"])]
+
+
+def test_systemd_zero_downtime_plans_exactly():
+    """Zero downtime under systemd (the default): the socket and the instances' template
+    are installed (the socket started, 2 instances enabled), then the instances restart
+    one at a time, each checked; the check wants 4 answers in a row from both."""
+    target, (ctx, _) = contexts(manager="systemd")
+    plan = build_host_plan(target.service, ctx, Facts(), (SOURCE, None), RELEASE)
+    steps = [outline(step) for step in steps_of(plan.rollout)]
+    for unit in (SOCKET, TEMPLATE):
+        assert sum(line.startswith(f"write .fabship/{unit} | upload STAGING/.fabship/{unit} "
+                                   "644 text ") for line in steps) == 1
+    assert not [line for line in steps if f"write .fabship/{UNIT}" in line]
+    expect = """'{"kind": "release", "release": "R"}'"""
+    assert phases(plan.rollout)[2:] == [
+        ("switch", "restart", [
+            f"install {SOCKET} and {TEMPLATE}, reload systemd, start the socket, enable 2 "
+            f"processes | SOCKET_INSTALL /etc/systemd/system CUR/{SOCKET} CUR/{TEMPLATE} "
+            f"{SOCKET} {TEMPLATE} {UNIT} 2 ROOT/current",
+            "replace the 2 processes one at a time, each health-checked "
+            f"({INSTANCES.replace(' ', ', ')}) | UNITS_ROLL VENV/bin/python "
+            f"http://127.0.0.1:8080/health {expect} 15 {INSTANCES}"]),
+        ("verify", "health", [
+            "health check: http://127.0.0.1:8080/health names R (4 answers in a row) | "
+            "UNITS_CHECK VENV/bin/python http://127.0.0.1:8080/health "
+            f"""'{{"kind": "release", "release": "R", "times": 4}}' 15 {INSTANCES}"""])]
+    assert plan.rollout[2].steps[1].timeout == 2 * (15 + 10 + 10)  # each: check, drain
+    assert phases(plan.revert) == [("revert", None, [
+        f"stop and disable {SOCKET} and its processes | SOCKET_STOP /etc/systemd/system "
+        f"{SOCKET} fabship-hello-73182f8e", "remove current | rm -f ROOT/current"])]
+    steady = build_host_plan(target.service, ctx,
+                             parse_facts(f"current=/x/releases/{R1}\nserved={R1}\n"),
+                             (SOURCE, None), RELEASE)
+    back = phases(steady.revert)
+    assert back[1][2][1].endswith(
+        """'{"kind": "release", "release": "r1"}' 15 """ + INSTANCES)
+    assert back[1][2][1].startswith("replace the 2 processes one at a time")
 
 
 def test_rollback_plan_exactly():
@@ -313,9 +354,9 @@ def test_rollback_plan_exactly():
 def test_systemd_user_reaches_every_unit_install():
     """`user:` is the install's last argument in the deploy, its automatic rollback and
     `fab service rollback`: the release's 0600 files become the user's before a restart."""
-    target, (ctx, _) = contexts(manager="systemd", user="app")
+    target, (ctx, _) = contexts(manager="systemd", user="app", zero_downtime=False)
     install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
-               f"/etc/systemd/system/{UNIT} {UNIT} ROOT/current app")
+               f"/etc/systemd/system/{UNIT} {UNIT} {SOCKET} {TEMPLATE} ROOT/current app")
     before = "20260101T000000.000Z-abc1234"  # the release `current` names (it served)
     plan = build_host_plan(target.service, ctx, Facts(current=before, served=(before,)),
                            (SOURCE, None), RELEASE)

@@ -17,10 +17,13 @@ def parsed(**keys):
     return parse_services({"x": service(**keys)}, "f.yaml")["x"].processes
 
 
-def test_defaults_follow_the_manager():
-    """supervisor: zero downtime with 2 processes; systemd: one process, restarted."""
+def test_defaults_are_zero_downtime_under_both_managers():
+    """Zero downtime with 2 processes under supervisor and systemd alike; opting out: one
+    process, restarted."""
     assert parsed() == ProcessSettings(2, True, 10.0, None)
-    assert parsed(manager="systemd") == ProcessSettings(1, False, 10.0, None)
+    assert parsed(manager="systemd") == ProcessSettings(2, True, 10.0, None)
+    assert parsed(manager="systemd", zero_downtime=False) == ProcessSettings(1, False, 10.0,
+                                                                             None)
     assert parsed(zero_downtime=False) == ProcessSettings(1, False, 10.0, None)
     assert parsed(processes=4, drain=30, listen="0.0.0.0:{{ port }}") == ProcessSettings(
         4, True, 30.0, "0.0.0.0:{{ port }}")
@@ -32,8 +35,8 @@ def test_defaults_follow_the_manager():
     ({"processes": 65}, "services.x.processes: expected a whole number <= 64, got 65"),
     ({"zero_downtime": False, "processes": 2},
      "services.x.processes: expected 1 with zero_downtime: false"),
-    ({"manager": "systemd", "zero_downtime": True},
-     "services.x.zero_downtime: expected false under `manager: systemd`"),
+    ({"manager": "systemd", "processes": 1},
+     "services.x.processes: expected 2 or more with zero_downtime"),
     ({"drain": -1}, "services.x.drain: expected a number >= 0, got -1"),
     ({"drain": float("nan")}, "services.x.drain: expected a number >= 0, got nan"),
     ({"listen": "[::1]:80"}, "services.x.listen: expected HOST:PORT"),

@@ -21,6 +21,7 @@ import pytest
 
 from fabship.deploy.commands import LAYOUT_NO_LINKS, health, supervisor
 from fabship.deploy.layout import Layout
+from tests.deploy.helpers import plain_check
 from tests.helpers import REPO
 
 TEMPLATE = REPO / "fabship" / "templates" / "supervisor" / "supervisord.conf.j2"
@@ -80,7 +81,7 @@ class Host:
     def healthy(self, release_id, timeout=20):
         """The health check for /release.json naming `release_id`."""
         url = health.url("127.0.0.1", self.port, "/release.json")
-        return sh(health.check(self.venv, url, release_id, timeout))
+        return sh(plain_check(self.venv, url, release_id, timeout))
 
     def watched(self, release_id, timeout=20):
         """supervisor.healthy: the health check that also asks supervisord."""
@@ -261,13 +262,13 @@ def test_health_check_reads_to_content_length_and_follows_no_redirect():
     venv = os.path.dirname(os.path.dirname(sys.executable))
     try:
         httpd.answer = (200, [("Content-Length", "8")], b"ok r1 \xff\n")
-        assert (sh(health.check(venv, url, "r1", 1)).stdout) == "healthy: 200 ok r1 \ufffd\n"
+        assert (sh(plain_check(venv, url, "r1", 1)).stdout) == "healthy: 200 ok r1 \ufffd\n"
         httpd.answer = (302, [("Location", "/elsewhere"), ("Content-Length", "0")], b"")
-        moved = sh(health.check(venv, url, "r1", 0.3))
+        moved = sh(plain_check(venv, url, "r1", 0.3))
         assert (moved.returncode, moved.stdout) == (1, "unhealthy after 0.3s; last response: "
                                                        "302 \n")
         httpd.answer = (None, [], b"")
-        garbage = sh(health.check(venv, url, "r1", 0.3))
+        garbage = sh(plain_check(venv, url, "r1", 0.3))
         assert garbage.stdout == ("unhealthy after 0.3s; last response: no HTTP answer "
                                   "(b'garbage\\r\\n\\r\\n')\n")
     finally:

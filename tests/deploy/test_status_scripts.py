@@ -20,6 +20,7 @@ from fabship.deploy.commands import health, status, supervisor, systemd
 from fabship.deploy.config import parse_services
 from fabship.deploy.errors import ConfigError
 from fabship.deploy.layout import Layout
+from tests.deploy.helpers import plain_check
 
 LAYOUT = Layout("/srv/hello")
 OWNER = {"who": "alice", "where": "laptop", "since": "2026-11-23T12:00:00Z"}
@@ -149,23 +150,26 @@ def test_history_prints_the_last_lines(tmp_path):
 
 
 def test_health_check_argv_and_url():
-    """The release's python runs the constant check with url, release and timeout."""
+    """The release's python runs the constant check with url, what answers, the timeout
+    and the units that run the program (systemd is asked for their state and pids)."""
     assert health.url("::1", 8080, "/health") == "http://::1:8080/health"
-    assert health.check("/srv/hello/venvs/k", "http://h:1/x", "r1", 2.5) == (
-        "/srv/hello/venvs/k/bin/python", "-c", health.CHECK, "http://h:1/x",
-        '{"kind": "release", "release": "r1"}', "2.5", "")
-    assert health.check("/v", "u", "r", 30.0)[-2] == "30"
-    assert health.check("/v", "u", "r", 5, ("field", "a.b", 1), "x.service")[-3:] == (
-        '{"kind": "field", "path": ["a", "b"], "value": 1}', "5", "x.service")
+    expect = health.expectation(("release",), "r1")
+    assert systemd.healthy("/srv/hello/venvs/k", "http://h:1/x", expect, 2.5, ("a.service",)) \
+        == ("/srv/hello/venvs/k/bin/python", "-c", systemd.CHECK, "http://h:1/x",
+            '{"kind": "release", "release": "r1"}', "2.5", "a.service")
+    assert systemd.healthy("/v", "u", expect, 30.0, ())[-1] == "30"
+    assert systemd.roll("/v", "u", expect, 5, ("a@1.service", "a@2.service")) == (
+        "/v/bin/python", "-c", systemd.ROLL, "u", '{"kind": "release", "release": "r1"}', "5",
+        "a@1.service", "a@2.service")
 
 
 def test_health_check_runs_until_the_release_answers(server):
     """Healthy at once when the body names the release; else it fails after the timeout."""
     venv = os.path.dirname(os.path.dirname(sys.executable))
-    ok = run(health.check(venv, url(server), "r1", 5))
+    ok = run(plain_check(venv, url(server), "r1", 5))
     assert (ok.returncode, ok.stdout) == (0, "healthy: 200 hello r1\n")
     server.answer = (500, "boom")
-    bad = run(health.check(venv, url(server), "r1", 1))
+    bad = run(plain_check(venv, url(server), "r1", 1))
     assert (bad.returncode, bad.stdout) == (1, "unhealthy after 1s; last response: 500 boom\n")
 
 
@@ -287,19 +291,31 @@ def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
 
 
 def test_systemd_commands_are_exact():
-    """The unit (named after service and root) is installed 0644 (it holds no secret) and
-    enabled, then restarted, or stopped and disabled; the name travels as an argument."""
+    """The units (named after service and root) are installed 0644 (they hold no secret)
+    and enabled, then restarted, or stopped and disabled; names travel as arguments."""
     unit = "fabship-hello-" + hashlib.sha256(b"/r").hexdigest()[:8] + ".service"
+    socket, template = unit.replace(".service", ".socket"), unit.replace(".service", "@.service")
     assert systemd.unit_path("hello", "/r") == f"/etc/systemd/system/{unit}"
-    assert systemd.install_unit(f"/r/current/.fabship/{unit}", "hello", "/r") == (
+    assert systemd.install_unit("/r/current", "hello", "/r") == (
         "sh", "-c", "set -e" + systemd.INSTALL, "fabship", f"/r/current/.fabship/{unit}",
-        f"/etc/systemd/system/{unit}", unit)
-    assert 'install -m 0644 "$1" "$2"' in systemd.INSTALL
+        f"/etc/systemd/system/{unit}", unit, socket, template, "/r/current")
+    assert 'as_root install -m 0644 "$1" "$2"' in systemd.INSTALL
     assert 'systemctl enable --quiet "$3"' in systemd.INSTALL
+    assert systemd.install_socket("/r/current", "hello", "/r", 3, "app") == (
+        "sh", "-c", "set -e" + systemd.INSTALL_SOCKET, "fabship", "/etc/systemd/system",
+        f"/r/current/.fabship/{socket}", f"/r/current/.fabship/{template}", socket, template,
+        unit, "3", "/r/current", "app")
     assert systemd.restart("hello", "/r") == ("sh", "-c", "set -e" + systemd.RESTART,
                                               "fabship", unit)
+    assert systemd.restart_all(("a@1.service", "a@2.service"))[-2:] == (
+        "a@1.service", "a@2.service")
     assert systemd.stop("hello", "/r") == ("sh", "-c", "set -e" + systemd.STOP, "fabship",
                                            unit)
+    assert systemd.stop("hello", "/r", True) == (
+        "sh", "-c", "set -e" + systemd.STOP_SOCKET, "fabship", "/etc/systemd/system", socket,
+        unit[:-len(".service")])
+    assert systemd.instance_names("hello", "/r", 2) == (
+        template.replace("@", "@1"), template.replace("@", "@2"))
 
 
 STRAY = """

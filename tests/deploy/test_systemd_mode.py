@@ -49,13 +49,15 @@ def test_unit_name_is_unique_per_service_and_root():
 
 def test_every_systemd_command_names_the_unit_of_its_root():
     """install (and enable), restart and stop all use the one unit name of the root."""
-    service = services(manager="systemd")["hello"]
+    service = services(manager="systemd", zero_downtime=False)["hello"]
     for root in ("/srv/hello", "/srv/hello-staging"):
         unit = systemd.unit_name("hello", root)
         install, restart = restart_steps(service, Layout(root), root + "/venvs/k")
         assert install.argv == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
                                 f"{root}/current/.fabship/{unit}",
-                                f"/etc/systemd/system/{unit}", unit)
+                                f"/etc/systemd/system/{unit}", unit,
+                                unit.replace(".service", ".socket"),
+                                unit.replace(".service", "@.service"), f"{root}/current")
         assert install.label == f"install and enable {unit}, reload systemd"
         assert restart.argv == ("sh", "-c", "set -e" + systemd.RESTART, "fabship", unit)
         assert systemd.stop("hello", root)[-1] == unit
@@ -137,7 +139,7 @@ def test_unit_holds_no_secret_and_passes_systemd_analyze_verify(tmp_path):
     value = "pa$$w;touch /tmp/x'\"`"
     root = str(tmp_path / "srv")
     _, (ctx, _) = contexts(secrets=(Secret("DB_PASSWORD", value),), manager="systemd",
-                           root=root)
+                           root=root, zero_downtime=False)
     unit = rendered_unit(ctx)
     assert not unit.secret and unit.mode == 0o644 and unit.text == unit.shown
     assert value not in unit.text and "pa$$w" not in unit.text
@@ -162,11 +164,11 @@ def test_unit_holds_no_secret_and_passes_systemd_analyze_verify(tmp_path):
 
 def test_unit_runs_as_the_configured_user():
     """`user:` wins over the SSH user, on every host."""
-    _, contexts_ = contexts(manager="systemd", user="app")
+    _, contexts_ = contexts(manager="systemd", user="app", zero_downtime=False)
     assert all("User=app" in rendered_unit(ctx).text.splitlines() for ctx in contexts_)
     # the stop timeout respects the drain: SIGKILL only `drain` + 5 s after SIGTERM
     assert "TimeoutStopSec=15" in rendered_unit(contexts_[0]).text.splitlines()
-    _, drained = contexts(manager="systemd", drain=60)
+    _, drained = contexts(manager="systemd", drain=60, zero_downtime=False)
     assert "TimeoutStopSec=65" in rendered_unit(drained[0]).text.splitlines()
 
 
@@ -211,7 +213,8 @@ def run_as(argv, base, user=None):
 def install_argv(base, release, user=None):
     """The install step's argv, its unit directory moved under `base`."""
     unit = systemd.unit_name("hello", "/srv/hello")
-    argv = list(systemd.install_unit(f"{release}/.fabship/{unit}", "hello", "/srv/hello", user))
+    argv = list(systemd.install_unit(str(release), "hello", "/srv/hello", user))
+    assert argv[4] == f"{release}/.fabship/{unit}"
     assert argv[5] == systemd.unit_path("hello", "/srv/hello")
     argv[5] = str(base / "units" / unit)
     return argv
@@ -388,7 +391,7 @@ def test_install_changes_no_owner_when_the_unit_runs_as_the_ssh_user(tree, user)
 @pytest.mark.parametrize("user", ["fabship_no_such_user", "x;touch {w} #$(touch {w})`id`"])
 def test_a_user_the_host_lacks_fails_the_install_naming_it(tree, user):
     """An account the host lacks: one line naming it, nothing chowned, no systemctl. The
-    name is "$5" of a constant script, even one fabship's config would refuse."""
+    name is "$7" of a constant script, even one fabship's config would refuse."""
     base, current, _ = tree
     user = user.format(w=base / "pwned")
     before = snapshot(base / "tree")
@@ -427,13 +430,19 @@ def test_a_ssh_user_other_than_root_chowns_through_sudo_n(tree):
 
 def test_the_unit_user_reaches_the_install_as_its_last_argument_only():
     """The planner (deploy, automatic rollback, `fab service rollback`) passes `user:` as
-    "$5" of the constant install script (the release as "$4"); unset, neither."""
+    the last argument of the constant install script, after the release; unset, not at
+    all. So does the zero downtime install."""
     layout = Layout("/srv/hello")
-    for user, tail in (("app", ("/srv/hello/current", "app")), (None, ())):
-        install, _ = restart_steps(services(manager="systemd", user=user)["hello"], layout, "/v")
+    for user, tail in (("app", ("/srv/hello/current", "app")), (None, ("/srv/hello/current",))):
+        install, _ = restart_steps(services(manager="systemd", user=user,
+                                            zero_downtime=False)["hello"], layout, "/v")
         assert install.argv[:4] == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship")
-        assert install.argv[7:] == tail
-    assert "app" not in systemd.INSTALL
+        assert install.argv[9:] == tail
+        install, _ = restart_steps(services(manager="systemd", user=user)["hello"], layout,
+                                   "/v", check=("http://h/x", "r1"))
+        assert install.argv[:4] == ("sh", "-c", "set -e" + systemd.INSTALL_SOCKET, "fabship")
+        assert install.argv[11:] == tail
+    assert "app" not in systemd.INSTALL and "app" not in systemd.INSTALL_SOCKET
 
 
 # --- supervisor: where the boot step goes -------------------------------------------------
