@@ -44,6 +44,14 @@ def reload_step(layout, venv):
     return Run(supervisor.reload(layout, venv), "reload supervisord's config")
 
 
+def _roll(service, check):
+    """(label, timeout) of replacing the processes one at a time, each health-checked."""
+    processes, health_conf = service.processes, service.health
+    return (f"replace the {processes.count} processes one at a time, each health-checked",
+            processes.count * (health_conf.timeout + processes.drain + 10),
+            health.expectation(health_conf.expect, check[1]) if check else None)
+
+
 def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: disable=R0913,R0917
     """Restart the program through its manager (the release's venv talks to supervisord).
 
@@ -53,41 +61,39 @@ def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: di
     zero_downtime the processes are replaced one at a time, each checked healthy
     (`check`: the health URL and the release that must answer).
     """
-    processes, health_conf = service.processes, service.health
-    rolling = processes.zero_downtime and check
-    roll_label = (f"replace the {processes.count} processes one at a time, each "
-                  "health-checked")
-    roll_timeout = processes.count * (health_conf.timeout + processes.drain + 10)
-    if service.manager == "supervisor":
-        at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
-        if rolling:
-            restart = Run(supervisor.roll(layout, venv, service.name, check[0],
-                                          health.expectation(health_conf.expect, check[1]),
-                                          health_conf.timeout),
-                          roll_label + " (supervisord started if not running)",
-                          timeout=roll_timeout)
-        else:
-            restart = Run(supervisor.restart(layout, venv, service.name),
-                          "restart through supervisord (started if not running)")
-        return (*((reload,) if reload else ()), restart,
-                *((at_boot,) if service.boot == "cron" else ()))
-    name, root = service.name, layout.root
-    if processes.zero_downtime:
-        units = systemd.instance_names(name, root, processes.count)
-        install = Run(systemd.install_socket(layout.current, name, root, processes.count,
-                                             service.user),
-                      f"install {systemd.socket_name(name, root)} and "
-                      f"{systemd.template_name(name, root)}, reload systemd, start the "
-                      f"socket, enable {len(units)} processes")
-        if rolling:
-            return (install, Run(systemd.roll(venv, check[0], health.expectation(
-                health_conf.expect, check[1]), health_conf.timeout, units),
-                roll_label + f" ({', '.join(units)})", timeout=roll_timeout))
+    if service.manager == "systemd":
+        return _systemd_restart_steps(service, layout, venv, check)
+    at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
+    label, timeout, expect = _roll(service, check)
+    if service.processes.zero_downtime and check:
+        restart = Run(supervisor.roll(layout, venv, service.name, check[0], expect,
+                                      service.health.timeout),
+                      label + " (supervisord started if not running)", timeout=timeout)
+    else:
+        restart = Run(supervisor.restart(layout, venv, service.name),
+                      "restart through supervisord (started if not running)")
+    return (*((reload,) if reload else ()), restart,
+            *((at_boot,) if service.boot == "cron" else ()))
+
+
+def _systemd_restart_steps(service, layout, venv, check):
+    """Install and enable the units, then restart (see restart_steps)."""
+    name, root, count = service.name, layout.root, service.processes.count
+    if not service.processes.zero_downtime:
+        unit = systemd.unit_name(name, root)
+        return (Run(systemd.install_unit(layout.current, name, root, service.user),
+                    f"install and enable {unit}, reload systemd"),
+                Run(systemd.restart(name, root), f"restart {unit}"))
+    units = systemd.instance_names(name, root, count)
+    install = Run(systemd.install_socket(layout.current, name, root, count, service.user),
+                  f"install {systemd.socket_name(name, root)} and "
+                  f"{systemd.template_name(name, root)}, reload systemd, start the socket, "
+                  f"enable {count} processes")
+    if not check:
         return (install, Run(systemd.restart_all(units), f"restart {', '.join(units)}"))
-    unit = systemd.unit_name(name, root)
-    return (Run(systemd.install_unit(layout.current, name, root, service.user),
-                f"install and enable {unit}, reload systemd"),
-            Run(systemd.restart(name, root), f"restart {unit}"))
+    label, timeout, expect = _roll(service, check)
+    return (install, Run(systemd.roll(venv, check[0], expect, service.health.timeout, units),
+                         f"{label} ({', '.join(units)})", timeout=timeout))
 
 
 def health_step(service, layout, venv, health_url, release_id):

@@ -42,6 +42,7 @@ class Fleet:
     client_key: Path
     servers: list = field(default_factory=list)
     home: Path | None = None  # the sessions' $HOME (None: the user's own)
+    enter: tuple = ()  # the argv prefix sshd runs under (tests/systemdhost.py: its namespaces)
 
     def known_hosts(self):
         """known_hosts text for every server."""
@@ -52,7 +53,8 @@ class Fleet:
         config = write_config(server.dir, server.port, self.base / "authorized_keys",
                               home=self.home)
         server.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            [SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE, text=True)
+            [*self.enter, SSHD, "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE,
+            text=True)
         wait_for_port(server.port, lambda: server.proc.poll() is None)
 
     def stop(self):
@@ -88,14 +90,16 @@ def session_home():
     return home
 
 
-def start_fleet(count, own_home=True):
+def start_fleet(count, own_home=True, enter=()):
     """Start `count` sshd hosts (their sessions' HOME the session_home() unless
-    `own_home` is False); the caller stops them with fleet.stop()."""
+    `own_home` is False; each sshd under the argv prefix `enter`); the caller stops them
+    with fleet.stop()."""
     prepare_privsep()
     base = Path(tempfile.mkdtemp(prefix="fsf-", dir="/tmp"))
     client_key = keygen(base / "client_key")
     shutil.copy(f"{client_key}.pub", base / "authorized_keys")
-    fleet = Fleet(base, client_key, home=session_home() if own_home else None)
+    fleet = Fleet(base, client_key, home=session_home() if own_home else None,
+                  enter=tuple(enter))
     for index in range(count):
         server_dir = base / f"h{index + 1}"
         server_dir.mkdir()

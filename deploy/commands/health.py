@@ -14,7 +14,6 @@ manager started (its pid, or a process below it, from /proc): a stray old proces
 answering 200 is not the new release.
 """
 import json
-import posixpath
 
 # poll(url, expect, timeout, gone, pids): the loop of every health check. `gone()`
 # (asked every 0.25 s) names why the program will never answer (supervisor.healthy asks

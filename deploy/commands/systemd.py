@@ -70,7 +70,9 @@ INSTALL = AS_ROOT + INSTANCES + r"""
 UNIT_DIR=${2%/*} release=$6 user=$7
 """ + CHOWN + r"""
 if [ -e "$UNIT_DIR/$4" ] || [ -e "$UNIT_DIR/$5" ]; then
-  printf '%s: stopped and removed with its processes (zero_downtime: false, the program binds the port itself; this one switch is not without downtime)\n' "$4"
+  printf 'fabship: warning: %s: %s\n' "$4" "stopped and removed with its processes \
+(zero_downtime: false: the program binds the port itself; this one switch is not without \
+downtime)"
   as_root systemctl disable --quiet --now "$4" $(instances_of "${5%@.service}" | sort -u)
   as_root rm -f -- "$UNIT_DIR/$4" "$UNIT_DIR/$5"
 fi
@@ -89,7 +91,8 @@ INSTALL_SOCKET = AS_ROOT + INSTANCES + r"""
 UNIT_DIR=$1 release=$8 user=$9 prefix=${5%@.service}
 """ + CHOWN + r"""
 if [ -e "$UNIT_DIR/$6" ]; then
-  printf '%s: stopped and removed (zero downtime: the socket %s takes the port; this one switch is not without downtime)\n' "$6" "$4"
+  printf 'fabship: warning: %s: stopped and removed (zero downtime: %s takes the port; %s)\n' \
+    "$6" "$4" "this one switch is not without downtime"
   as_root systemctl disable --quiet --now "$6"
   as_root rm -f -- "$UNIT_DIR/$6"
 fi
@@ -100,7 +103,8 @@ as_root install -m 0644 "$2" "$UNIT_DIR/$4"
 as_root install -m 0644 "$3" "$UNIT_DIR/$5"
 as_root systemctl daemon-reload
 if [ -n "$changed" ]; then
-  printf '%s changed: restarting it and every process (this once not without downtime)\n' "$4"
+  printf 'fabship: warning: %s changed: restarting it and every process (%s)\n' "$4" \
+    "this once not without downtime"
   as_root systemctl restart "$4"
 fi
 as_root systemctl enable --quiet --now "$4"
@@ -115,7 +119,7 @@ for unit in $(instances_of "$prefix" | sort -u); do
   esac
   if [ -n "$extra" ]; then
     as_root systemctl disable --quiet --now "$unit"
-    printf '%s: stopped and disabled (processes: %s)\n' "$unit" "$7"
+    printf 'fabship: warning: %s: stopped and disabled (processes: %s)\n' "$unit" "$7"
   fi
 done
 """
