@@ -12,6 +12,13 @@ the field path. The last two cannot tell an old process from the new one by the 
 so they also need the socket listening on the port to be held by the process the
 manager started (its pid, or a process below it, from /proc): a stray old process
 answering 200 is not the new release.
+
+Processes sharing one socket (zero downtime): the check of one process just replaced
+(`alone`) counts only the answers on connections that process accepted. It connects,
+waits until the kernel shows the server's end of the connection accepted (its inode in
+/proc/net/tcp), and sends the request only when that socket is among the process's
+descriptors; a connection another process took is closed unasked. So each new process
+proves it serves, whatever `health.expect` says.
 """
 import json
 
@@ -37,9 +44,59 @@ def complete(reply):
     return False
 
 
-def get(parts, request):
-    """(status, body) of one GET: the body up to the server's close, its length or 64 KB."""
+class Elsewhere(Exception):
+    """Another process than the one under check accepted the connection."""
+
+
+def server_end(port, client):
+    """socket:[inode] of the server's end of a connection from local port `client` to
+    `port`, once a process has accepted it ("" while it waits in the backlog)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and \
+                    int(fields[2].rsplit(":", 1)[1], 16) == client:
+                return "" if fields[9] == "0" else f"socket:[{fields[9]}]"
+    return ""
+
+
+def accepted_by(conn, port, pids):
+    """Whether a process among `pids` (or below them) accepted conn: True; False when
+    another did; None when their descriptors cannot be read (another user's: no telling)."""
+    client, deadline = conn.getsockname()[1], time.monotonic() + 1
+    inode = server_end(port, client)
+    while not inode and time.monotonic() < deadline:
+        time.sleep(0.005)
+        inode = server_end(port, client)
+    if not inode:
+        raise ValueError("no process accepted the connection within 1s")
+    readable = False
+    for pid in below(pids) if pids else ():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        readable = True
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
+                    return True
+            except OSError:
+                continue
+    return False if readable or not pids else None
+
+
+def get(parts, request, only=None):
+    """(status, body) of one GET: the body up to the server's close, its length or 64 KB.
+    With `only` (pids), raises Elsewhere unless one of those processes accepted it."""
     with socket.create_connection((parts.hostname, parts.port or 80), timeout=2) as conn:
+        if only is not None and accepted_by(conn, parts.port or 80, only) is False:
+            raise Elsewhere()
         conn.sendall(request)
         reply = b""
         while len(reply) < 65536 and not complete(reply):
@@ -158,17 +215,20 @@ def rank(answer):
     return 2 if not status.isdigit() else 1 if status == "200" else 0
 
 
-def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
+def wait(url, expect, timeout, gone=lambda: None, pids=lambda: [], alone=False):  # pylint: disable=R0913,R0917
     """(True, "healthy: ...") once GETs of url answer as `expect` says (`times` in a row:
-    processes sharing a socket each get asked); (False, why) after timeout or when gone."""
+    processes sharing a socket each get asked); (False, why) after timeout or when gone.
+    With `alone`, only answers from the processes `pids()` names count: a connection
+    another process accepts (processes share the socket) is closed unasked."""
     parts = urlsplit(url)
     request = (f"GET {parts.path or '/'}{'?' if parts.query else ''}{parts.query} "
                f"HTTP/1.0\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n").encode()
     start = time.monotonic()
     last, asked, streak, seen = "no answer", start, 0, {}
     while True:
+        elsewhere = False
         try:
-            status, body = get(parts, request)
+            status, body = get(parts, request, pids() if alone else None)
             last = f"{status} {body}"
             why = healthy(expect, status, body, parts, pids)
             streak = streak + 1 if why is None else 0
@@ -176,6 +236,10 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
                 return True, f"healthy: {last}"
             if why is not None and status == 200 and expect["kind"] != "release":
                 last += f" ({why})"
+        except Elsewhere:
+            elsewhere = True
+            last = ("connections accepted by other processes than pid "
+                    f"{', '.join(map(str, pids())) or '(none running)'}")
         except OSError as exc:
             last, streak = f"no answer ({exc.strerror or exc})", 0
         except ValueError as exc:
@@ -193,7 +257,7 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: []):
                 return False, f"unhealthy after {now - start:.1f}s: {why}; last response: {said}"
         if now - start >= timeout:
             return False, f"unhealthy after {timeout:g}s; last response: {said}"
-        if not streak:
+        if not streak and not elsewhere:  # another process took it: ask again at once
             time.sleep(0.05)
 
 

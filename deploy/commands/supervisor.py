@@ -208,9 +208,10 @@ HEALTH = WATCH + "\npoll(sys.argv[4], sys.argv[5], float(sys.argv[6]), gone, pid
 
 # ACTION roll, with URL EXPECT TIMEOUT: zero downtime. The processes of the program are
 # replaced one at a time (stopped: it drains; started from `current`, the new release),
-# each checked healthy on the shared socket before the next one stops, so the others
-# serve meanwhile and supervisord never closes its socket. The first unhealthy one ends
-# it (exit 1): the host goes back with the others still on the old release.
+# each checked healthy on the shared socket, by a connection that process itself accepted
+# (health.POLL's `alone`), before the next one stops, so the others serve meanwhile and
+# supervisord never closes its socket. The first unhealthy one ends it (exit 1): the host
+# goes back with the others still on the old release.
 ROLL = WATCH + ACTIONS + r'''
 
 def roll():
@@ -220,7 +221,7 @@ def roll():
         stop(name)
         start(name)
         ok, said = wait(sys.argv[4], expect, float(sys.argv[6]), lambda: gone(name),
-                        lambda: pids(name))
+                        lambda: pids(name), alone=True)
         print(f"{label(name)}: {said}")
         if not ok:
             sys.exit(1)

@@ -196,7 +196,8 @@ poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), lambda: unit_gone(sys.argv[4:
 
 # URL EXPECT TIMEOUT INSTANCE...: zero downtime. Each instance in turn is restarted (the
 # old process drains; the new one gets the socket) and checked healthy on the shared
-# socket before the next one is; the first unhealthy one ends it (exit 1), the others
+# socket, by a connection that instance's process itself accepted (health.POLL's
+# `alone`), before the next one is; the first unhealthy one ends it (exit 1), the others
 # still on the old release.
 ROLL = health.POLL + UNITS + r'''
 
@@ -208,7 +209,7 @@ def roll():
         if done.returncode:
             sys.exit(f"{unit}: systemctl restart failed: {done.stderr.strip()}")
         ok, said = wait(sys.argv[1], expect, timeout, lambda: unit_gone([unit]),
-                        lambda: unit_pids([unit]))
+                        lambda: unit_pids([unit]), alone=True)
         print(f"{unit}: {said}")
         if not ok:
             sys.exit(1)

@@ -173,6 +173,70 @@ def test_health_check_runs_until_the_release_answers(server):
     assert (bad.returncode, bad.stdout) == (1, "unhealthy after 1s; last response: 500 boom\n")
 
 
+SHARED = """
+import os, socket, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+name = sys.argv[1]
+listener = socket.socket(fileno=int(sys.argv[2]))
+if name == "mute":  # holds the socket, never accepts
+    time.sleep(60)
+
+
+class Named(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = name.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_):
+        pass
+
+
+server = HTTPServer(("127.0.0.1", 0), Named, bind_and_activate=False)
+server.socket = listener
+server.serve_forever()
+"""
+
+
+@pytest.fixture(name="shared")
+def shared_fixture():
+    """Processes a, b and mute sharing one listening socket, as under a process manager:
+    {name: pid} and the port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    procs = {name: subprocess.Popen(  # pylint: disable=consider-using-with
+        [sys.executable, "-c", SHARED, name, str(listener.fileno())],
+        pass_fds=(listener.fileno(),)) for name in ("a", "b", "mute")}
+    try:
+        yield {name: proc.pid for name, proc in procs.items()}, listener.getsockname()[1]
+    finally:
+        for proc in procs.values():
+            proc.kill()
+            proc.wait()
+        listener.close()
+
+
+def alone(pid, port, timeout=5):
+    """health.POLL's wait(alone=True) for process `pid`, run for real: (ok, said)."""
+    code = health.POLL + (f"\nprint(wait(sys.argv[1], {{'kind': 'status'}}, {timeout}, "
+                          f"pids=lambda: [{pid}], alone=True))\n")
+    return run((sys.executable, "-c", code, f"http://127.0.0.1:{port}/health"))
+
+
+def test_a_process_sharing_the_socket_is_checked_on_connections_it_accepted(shared):
+    """Each process is asked on a connection it accepted itself, whichever of the three
+    the kernel hands connections to; one that never accepts is not healthy."""
+    pids, port = shared
+    for name in ("a", "b", "a", "b"):
+        proc = alone(pids[name], port)
+        assert proc.stdout == f"(True, 'healthy: 200 {name}')\n", proc.stdout + proc.stderr
+    mute = alone(pids["mute"], port, timeout=1)
+    assert mute.stdout == (f"(False, 'unhealthy after 1s; last response: connections "
+                           f"accepted by other processes than pid {pids['mute']}')\n"), \
+        mute.stdout + mute.stderr
+
+
 def poll_with(expect, server, pids, timeout=1):
     """health.POLL run for real against the server, the program's pids as given."""
     code = health.POLL + f"\npoll(sys.argv[1], sys.argv[2], {timeout}, pids=lambda: {pids!r})\n"
