@@ -1,14 +1,17 @@
 """A steady deploy to 5 real sshd hosts under load, with and without zero downtime.
 
 Usage: .venv/bin/python bench/zero_downtime.py [--hosts 5] [--repeat 3]
+                                             [--manager supervisor|systemd]
 
-For each mode (`zero_downtime: true`, the default: supervisord holds the socket and the
+For each mode (`zero_downtime: true`, the default: the manager holds the socket and the
 2 processes are replaced one at a time; and `zero_downtime: false`: one process,
 restarted), after a first deploy (not timed): load threads GET /health from every host,
 a new connection per request, before and during `--repeat` steady deploys (code changed,
 requirements unchanged). Prints the requests sent and failed during the deploys, p50 and
 p99 latency before and during them, and the deploy's median duration. Numbers only, no
-assertions. Every sshd and supervisord is stopped at the end.
+assertions. Every sshd and supervisord is stopped at the end. `--manager systemd` runs
+the hosts beside a real systemd booted in its own namespaces (tests/systemdhost.py;
+root only), which is killed at the end with every unit.
 """
 import argparse
 import http.client
@@ -25,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # pylint: disable=wrong-import-position
 from tests.fleet import start_fleet  # noqa: E402
 from tests.project import FAB, Project, fleet_hosts, hello_service  # noqa: E402
+from tests.systemdhost import SystemdHost, can_boot  # noqa: E402
 
 APP = "services/hello/hello/app.py"
 
@@ -80,12 +84,16 @@ def quantile(values, share):
     return 1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else 0
 
 
-def run_mode(fleet, size, zero, repeat, cache):
+def run_mode(fleet, size, zero, repeat, cache, manager="supervisor"):  # pylint: disable=R0913,R0914,R0917
     """One mode: (sent, failed, p50/p99 before, p50/p99 during, median deploy seconds)."""
     name = "zd" if zero else "plain"
     project = Project(fleet.base / f"bench-{name}", fleet, cache)
     project.hosts = fleet_hosts(fleet)[:size]
-    service = hello_service(f"{fleet.base}/bench-{name}-hosts", zero_downtime=zero)
+    service = hello_service(f"{fleet.base}/bench-{name}-hosts", zero_downtime=zero,
+                            manager=manager)
+    if manager == "systemd":  # the units run as the SSH user, root here, said explicitly
+        service["user"] = "root"
+        del service["boot"]
     if not zero:
         service["processes"] = 1
     service["health"]["timeout"] = 60
@@ -127,20 +135,28 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--manager", choices=("supervisor", "systemd"), default="supervisor")
     args = parser.parse_args()
-    fleet = start_fleet(args.hosts)
+    systemd = None
+    if args.manager == "systemd":
+        if can_boot():
+            raise SystemExit(f"--manager systemd: {can_boot()}")
+        systemd = SystemdHost(Path(tempfile.mkdtemp(prefix="fabship-zd-systemd-")) / "log")
+    fleet = start_fleet(args.hosts, enter=systemd.enter if systemd else ())
     cache = Path(tempfile.mkdtemp(prefix="fabship-zd-cache-"))
     print(f"steady deploy to {args.hosts} hosts under load (GET /health, a new connection "
-          f"each); medians of {args.repeat} deploys")
+          f"each), manager {args.manager}; medians of {args.repeat} deploys")
     print(f"{'mode':<22s} {'sent':>6s} {'failed':>6s} {'p50 before':>10s} {'p99 before':>10s} "
           f"{'p50 during':>10s} {'p99 during':>10s} {'deploy':>8s}")
     try:
         for zero in (True, False):
-            row = run_mode(fleet, args.hosts, zero, args.repeat, cache)
+            row = run_mode(fleet, args.hosts, zero, args.repeat, cache, args.manager)
             label = "zero_downtime: true" if zero else "zero_downtime: false"
             print(f"{label:<22s} {row[0]:>6d} {row[1]:>6d} {row[2]:>8.1f}ms {row[3]:>8.1f}ms "
                   f"{row[4]:>8.1f}ms {row[5]:>8.1f}ms {row[6]:>7.2f}s", flush=True)
     finally:
+        if systemd:
+            systemd.stop()
         fleet.stop()
         subprocess.run(["rm", "-rf", str(cache)], check=False)
 
