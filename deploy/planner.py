@@ -45,14 +45,15 @@ def reload_step(layout, venv):
 
 
 def _roll(service, check):
-    """(label, timeout) of replacing the processes one at a time, each health-checked."""
+    """(label, step timeout, expectation JSON) of replacing the processes one at a time,
+    each health-checked."""
     processes, health_conf = service.processes, service.health
     return (f"replace the {processes.count} processes one at a time, each health-checked",
             processes.count * (health_conf.timeout + processes.drain + 10),
-            health.expectation(health_conf.expect, check[1]) if check else None)
+            health.expectation(health_conf.expect, check[1]))
 
 
-def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: disable=R0913,R0917
+def restart_steps(service, layout, venv, reload, check):
     """Restart the program through its manager (the release's venv talks to supervisord).
 
     Under supervisor, `reload` (a reload_step, or None to skip it) comes first, and with
@@ -65,7 +66,7 @@ def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: di
         return _systemd_restart_steps(service, layout, venv, check)
     at_boot = Run(boot.install(layout.root), "start supervisord at boot (crontab @reboot)")
     label, timeout, expect = _roll(service, check)
-    if service.processes.zero_downtime and check:
+    if service.processes.zero_downtime:
         restart = Run(supervisor.roll(layout, venv, service.name, check[0], expect,
                                       service.health.timeout),
                       label + " (supervisord started if not running)", timeout=timeout)
@@ -77,23 +78,22 @@ def restart_steps(service, layout, venv, reload=None, check=None):  # pylint: di
 
 
 def _systemd_restart_steps(service, layout, venv, check):
-    """Install and enable the units, then restart (see restart_steps)."""
+    """Install and enable the units `current` holds, then restart them (see
+    restart_steps); the labels name the units of the configured mode."""
     name, root, count = service.name, layout.root, service.processes.count
-    if not service.processes.zero_downtime:
-        unit = systemd.unit_name(name, root)
-        return (Run(systemd.install_unit(layout.current, name, root, service.user),
-                    f"install and enable {unit}, reload systemd"),
-                Run(systemd.restart(name, root), f"restart {unit}"))
-    units = systemd.instance_names(name, root, count)
-    install = Run(systemd.install_socket(layout.current, name, root, count, service.user),
-                  f"install {systemd.socket_name(name, root)} and "
-                  f"{systemd.template_name(name, root)}, reload systemd, start the socket, "
-                  f"enable {count} processes")
-    if not check:
-        return (install, Run(systemd.restart_all(units), f"restart {', '.join(units)}"))
     label, timeout, expect = _roll(service, check)
-    return (install, Run(systemd.roll(venv, check[0], expect, service.health.timeout, units),
-                         f"{label} ({', '.join(units)})", timeout=timeout))
+    if service.processes.zero_downtime:
+        install = (f"install {systemd.socket_name(name, root)} and "
+                   f"{systemd.template_name(name, root)}, reload systemd, start the socket, "
+                   f"enable {count} processes")
+        label += f" ({', '.join(systemd.instance_names(name, root, count))})"
+    else:
+        install = f"install and enable {systemd.unit_name(name, root)}, reload systemd"
+        label, timeout = f"restart {systemd.unit_name(name, root)}", None
+    return (Run(systemd.install(layout.current, name, root, count, service.user), install),
+            Run(systemd.roll(venv, check[0], expect, service.health.timeout,
+                             systemd.units_of(layout.current, name, root, count)),
+                label, timeout=timeout))
 
 
 def health_step(service, layout, venv, health_url, release_id):
@@ -108,9 +108,8 @@ def health_step(service, layout, venv, health_url, release_id):
     if service.manager == "supervisor":
         return Run(supervisor.healthy(layout, venv, service.name, health_url, expectation,
                                       timeout), label, timeout=timeout)
-    name, root, count = service.name, layout.root, service.processes.count
-    units = (systemd.instance_names(name, root, count) if service.processes.zero_downtime
-             else (systemd.unit_name(name, root),))
+    units = systemd.units_of(layout.current, service.name, layout.root,
+                             service.processes.count)
     return Run(systemd.healthy(venv, health_url, expectation, timeout, units), label,
                timeout=timeout)
 
@@ -126,10 +125,11 @@ def _reload_when_changed(ctx, facts):
 def _stop(service, ctx):
     if service.manager == "supervisor":
         return Run(supervisor.stop(ctx.layout, ctx.venv, service.name), "stop the program")
-    name, root, zero = service.name, ctx.layout.root, service.processes.zero_downtime
-    return Run(systemd.stop(name, root, zero),
+    name, root = service.name, ctx.layout.root
+    return Run(systemd.stop(ctx.layout.current, name, root),
                f"stop and disable {systemd.socket_name(name, root)} and its processes"
-               if zero else f"stop and disable {systemd.unit_name(name, root)}")
+               if service.processes.zero_downtime else
+               f"stop and disable {systemd.unit_name(name, root)}")
 
 
 def prepare_steps(service, ctx, facts, shipped):

@@ -48,9 +48,32 @@ class Elsewhere(Exception):
     """Another process than the one under check accepted the connection."""
 
 
-def server_end(port, client):
-    """socket:[inode] of the server's end of a connection from local port `client` to
-    `port`, once a process has accepted it ("" while it waits in the backlog)."""
+def endpoint(text):
+    """(address, port) of a /proc/net/tcp{,6} column: IPv4 as a.b.c.d, IPv6 as its 16
+    bytes (an IPv4-mapped one as a.b.c.d)."""
+    address, port = text.split(":")
+    raw = b"".join(int(address[i:i + 8], 16).to_bytes(4, "little")
+                   for i in range(0, len(address), 8))
+    if len(raw) == 16 and raw[:12] == bytes(10) + b"\xff\xff":
+        raw = raw[12:]
+    return (socket.inet_ntoa(raw) if len(raw) == 4 else raw), int(port, 16)
+
+
+def plain(address):
+    """An address as endpoint() gives it, from getsockname()/getpeername()'s host."""
+    try:
+        return socket.inet_ntoa(socket.inet_aton(address))
+    except OSError:
+        raw = socket.inet_pton(socket.AF_INET6, address.split("%")[0])
+        return socket.inet_ntoa(raw[12:]) if raw[:12] == bytes(10) + b"\xff\xff" else raw
+
+
+def server_end(conn):
+    """socket:[inode] of the server's end of conn, once a process has accepted it (""
+    while it waits in the backlog): the row whose local end is conn's peer and whose
+    remote end is conn itself."""
+    mine, peer = conn.getsockname(), conn.getpeername()
+    mine, peer = (plain(mine[0]), mine[1]), (plain(peer[0]), peer[1])
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as handle:
@@ -59,24 +82,17 @@ def server_end(port, client):
             continue
         for row in rows:
             fields = row.split()
-            if len(fields) > 9 and int(fields[1].rsplit(":", 1)[1], 16) == port and \
-                    int(fields[2].rsplit(":", 1)[1], 16) == client:
+            if len(fields) > 9 and endpoint(fields[1]) == peer and \
+                    endpoint(fields[2]) == mine:
                 return "" if fields[9] == "0" else f"socket:[{fields[9]}]"
     return ""
 
 
-def accepted_by(conn, port, pids):
-    """Whether a process among `pids` (or below them) accepted conn: True; False when
-    another did; None when their descriptors cannot be read (another user's: no telling)."""
-    client, deadline = conn.getsockname()[1], time.monotonic() + 1
-    inode = server_end(port, client)
-    while not inode and time.monotonic() < deadline:
-        time.sleep(0.005)
-        inode = server_end(port, client)
-    if not inode:
-        raise ValueError("no process accepted the connection within 1s")
+def held(inode, pids):
+    """Whether a process among pids (or below them) holds inode; None when none of their
+    descriptors can be read."""
     readable = False
-    for pid in below(pids) if pids else ():
+    for pid in below(pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
@@ -88,14 +104,33 @@ def accepted_by(conn, port, pids):
                     return True
             except OSError:
                 continue
-    return False if readable or not pids else None
+    return False if readable else None
+
+
+def accepted_by(conn, pids):
+    """Whether a process among `pids` (or below them) accepted conn: True; False when
+    another did; None when their descriptors cannot be read (another user's: no telling)."""
+    deadline = time.monotonic() + 1
+    inode = server_end(conn)
+    while not inode and time.monotonic() < deadline:
+        time.sleep(0.005)
+        inode = server_end(conn)
+    if not inode:
+        raise ValueError("no process accepted the connection within 1s")
+    if not pids:
+        return False
+    found = held(inode, pids)
+    if found is False:  # accept() shows the inode a moment before the descriptor
+        time.sleep(0.01)
+        found = held(inode, pids)
+    return found
 
 
 def get(parts, request, only=None):
     """(status, body) of one GET: the body up to the server's close, its length or 64 KB.
     With `only` (pids), raises Elsewhere unless one of those processes accepted it."""
     with socket.create_connection((parts.hostname, parts.port or 80), timeout=2) as conn:
-        if only is not None and accepted_by(conn, parts.port or 80, only) is False:
+        if only is not None and accepted_by(conn, only) is False:
             raise Elsewhere()
         conn.sendall(request)
         reply = b""
@@ -257,8 +292,8 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: [], alone=False):
                 return False, f"unhealthy after {now - start:.1f}s: {why}; last response: {said}"
         if now - start >= timeout:
             return False, f"unhealthy after {timeout:g}s; last response: {said}"
-        if not streak and not elsewhere:  # another process took it: ask again at once
-            time.sleep(0.05)
+        if not streak:  # another process took it: ask again soon
+            time.sleep(0.01 if elsewhere else 0.05)
 
 
 def poll(url, expect, timeout, gone=lambda: None, pids=lambda: []):

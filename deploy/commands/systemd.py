@@ -6,12 +6,14 @@ unit (`.service`) runs the program, which binds its own port. With zero downtime
 holds the port: a `.socket` unit, shared by the instances `<name>@1.service` ..
 `<name>@N.service` of a template unit (`Sockets=`), each handed the socket as fd 3
 (`LISTEN_FDS`). A deploy restarts the instances one at a time, each health-checked
-before the next, and never the socket: connections wait in its backlog meanwhile.
+before the next, and never the socket: connections wait in its backlog meanwhile. Which
+units a host runs follows the release `current` names (the files it holds), so a revert
+or rollback across a change of `zero_downtime` installs what that release can run.
 
-The units run as `User=`,
-holds no secret (the launcher reads them from .fabship/env, mode 0600), and is
-installed mode 0644. systemctl needs root: the scripts run as the SSH user when it is
-root, else through `sudo -n` (a password prompt would hang the deploy; see README).
+The program runs as `User=`; no unit holds a secret (the launcher reads them from
+.fabship/env, mode 0600), and units are installed mode 0644. systemctl needs root: the
+scripts run as the SSH user when it is root, else through `sudo -n` (a password prompt
+would hang the deploy; see README).
 
 The SSH user writes the release, its secret files mode 0600 (.fabship/env, a template
 holding a secret). When `user:` names another account, the install hands those files to
@@ -50,93 +52,96 @@ if [ -n "$user" ] && [ "$user" != "$(id -un)" ]; then
 fi
 """
 
-# instances_of PREFIX: the instances PREFIX@*.service systemd has loaded or that are
-# enabled (linked from a .wants directory of "$UNIT_DIR"), one per line.
-INSTANCES = r"""
+# Every script's first arguments: "$1" the unit directory, "$2" the release (`current`),
+# "$3" the plain unit's name, "$4" the socket's, "$5" the template's. Which units a host
+# runs follows the release `current` names: one rendered with zero downtime holds the
+# socket and template under .fabship/, one rendered without holds the plain unit; so a
+# revert or a rollback across a change of `zero_downtime` installs what it can run.
+NAMES = r"""
+UNIT_DIR=$1 release=$2 plain=$3 socket=$4 template=$5 prefix=${5%@.service}
+"""
+
+# instances_of: the template's instances systemd has loaded or that are enabled (linked
+# from a .wants directory), one per line. stop_units: every unit of the service that is
+# installed, stopped and disabled (no unit file: nothing to do).
+UNITS_SH = r"""
 instances_of() {
-  as_root systemctl list-units --all --plain --no-legend --full "$1@*.service" | \
+  as_root systemctl list-units --all --plain --no-legend --full "$prefix@*.service" | \
     while read -r unit _; do printf '%s\n' "$unit"; done
-  for link in "$UNIT_DIR"/*.wants/"$1"@*.service; do
+  for link in "$UNIT_DIR"/*.wants/"$prefix"@*.service; do
     [ ! -L "$link" ] || printf '%s\n' "${link##*/}"
   done
 }
+stop_units() {
+  found=
+  for unit in "$@"; do [ ! -e "$UNIT_DIR/$unit" ] || found="$found $unit"; done
+  if [ -e "$UNIT_DIR/$template" ]; then found="$found $(instances_of | sort -u)"; fi
+  if [ -n "${found# }" ]; then as_root systemctl disable --quiet --now $found; fi
+}
+socket_part() { sed -n '/^\[Socket\]/,/^\[/{/^[[:space:]]*[#;]/d;p;}' "$1"; }
 """
 
-# "$1" the staged unit, "$2" where it goes, "$3" its name, "$4" the socket's name, "$5"
-# the template's name, "$6" the release, "$7" the `user:` key (optional). A zero downtime
-# socket of an earlier deploy would hold the port: it and its instances are stopped and
-# removed first.
-INSTALL = AS_ROOT + INSTANCES + r"""
-UNIT_DIR=${2%/*} release=$6 user=$7
+# "$6" how many processes, "$7" the `user:` key (optional). Zero downtime: a plain unit of
+# an earlier deploy (it holds the port) is stopped and removed; the socket is started,
+# never restarted unless its [Socket] section changed (`listen`): then it and its
+# instances restart once, with a warning; instances past `processes` are stopped.
+# Without: a socket and instances of an earlier deploy are stopped and removed.
+INSTALL = AS_ROOT + NAMES + UNITS_SH + r"""
+count=$6 user=$7 staged=$2/.fabship
 """ + CHOWN + r"""
-if [ -e "$UNIT_DIR/$4" ] || [ -e "$UNIT_DIR/$5" ]; then
-  printf 'fabship: warning: %s: %s\n' "$4" "stopped and removed with its processes \
+if [ -e "$staged/$socket" ]; then
+  if [ -e "$UNIT_DIR/$plain" ]; then
+    printf 'fabship: warning: %s: stopped and removed (zero downtime: %s takes the port; %s)\n' \
+      "$plain" "$socket" "this one switch is not without downtime"
+    stop_units "$plain"
+    as_root rm -f -- "$UNIT_DIR/$plain"
+  fi
+  changed=
+  if [ -e "$UNIT_DIR/$socket" ] && \
+     [ "$(socket_part "$staged/$socket")" != "$(socket_part "$UNIT_DIR/$socket")" ] && \
+     as_root systemctl is-active --quiet "$socket"; then changed=1; fi
+  as_root install -m 0644 "$staged/$socket" "$UNIT_DIR/$socket"
+  as_root install -m 0644 "$staged/$template" "$UNIT_DIR/$template"
+  as_root systemctl daemon-reload
+  if [ -n "$changed" ]; then
+    printf 'fabship: warning: %s changed: restarting it and every process (%s)\n' "$socket" \
+      "this once not without downtime"
+    as_root systemctl restart "$socket"
+  fi
+  as_root systemctl reset-failed "$socket" > /dev/null 2>&1 || :
+  as_root systemctl enable --quiet --now "$socket"
+  n=1 wanted=
+  while [ "$n" -le "$count" ]; do wanted="$wanted $prefix@$n.service"; n=$((n + 1)); done
+  as_root systemctl enable --quiet $wanted
+  for unit in $(instances_of | sort -u); do
+    n=${unit#"$prefix@"}; n=${n%.service}
+    case $n in
+      ''|*[!0-9]*|0*) extra=1 ;;
+      *) if [ "$n" -le "$count" ]; then extra=; else extra=1; fi ;;
+    esac
+    if [ -n "$extra" ]; then
+      as_root systemctl disable --quiet --now "$unit"
+      printf 'fabship: warning: %s: stopped and disabled (processes: %s)\n' "$unit" "$count"
+    fi
+  done
+else
+  if [ -e "$UNIT_DIR/$socket" ] || [ -e "$UNIT_DIR/$template" ]; then
+    printf 'fabship: warning: %s: %s\n' "$socket" "stopped and removed with its processes \
 (zero_downtime: false: the program binds the port itself; this one switch is not without \
 downtime)"
-  as_root systemctl disable --quiet --now "$4" $(instances_of "${5%@.service}" | sort -u)
-  as_root rm -f -- "$UNIT_DIR/$4" "$UNIT_DIR/$5"
-fi
-as_root install -m 0644 "$1" "$2"
-as_root systemctl daemon-reload
-as_root systemctl enable --quiet "$3"
-"""
-
-# Zero downtime. "$1" the unit directory, "$2" the staged socket, "$3" the staged
-# template, "$4" the socket's name, "$5" the template's name, "$6" the plain unit's name,
-# "$7" how many processes, "$8" the release, "$9" the `user:` key (optional). The socket
-# is started, never restarted, unless its own definition changed (`listen`): then it and
-# its instances restart once, saying so. A plain unit of an earlier deploy (it holds the
-# port) is stopped and removed first; instances past `processes` are stopped.
-INSTALL_SOCKET = AS_ROOT + INSTANCES + r"""
-UNIT_DIR=$1 release=$8 user=$9 prefix=${5%@.service}
-""" + CHOWN + r"""
-if [ -e "$UNIT_DIR/$6" ]; then
-  printf 'fabship: warning: %s: stopped and removed (zero downtime: %s takes the port; %s)\n' \
-    "$6" "$4" "this one switch is not without downtime"
-  as_root systemctl disable --quiet --now "$6"
-  as_root rm -f -- "$UNIT_DIR/$6"
-fi
-changed=
-if [ -e "$UNIT_DIR/$4" ] && ! cmp -s "$2" "$UNIT_DIR/$4" && \
-   as_root systemctl is-active --quiet "$4"; then changed=1; fi
-as_root install -m 0644 "$2" "$UNIT_DIR/$4"
-as_root install -m 0644 "$3" "$UNIT_DIR/$5"
-as_root systemctl daemon-reload
-if [ -n "$changed" ]; then
-  printf 'fabship: warning: %s changed: restarting it and every process (%s)\n' "$4" \
-    "this once not without downtime"
-  as_root systemctl restart "$4"
-fi
-as_root systemctl enable --quiet --now "$4"
-n=1 wanted=
-while [ "$n" -le "$7" ]; do wanted="$wanted $prefix@$n.service"; n=$((n + 1)); done
-as_root systemctl enable --quiet $wanted
-for unit in $(instances_of "$prefix" | sort -u); do
-  n=${unit#"$prefix@"}; n=${n%.service}
-  case $n in
-    ''|*[!0-9]*|0*) extra=1 ;;
-    *) if [ "$n" -le "$7" ]; then extra=; else extra=1; fi ;;
-  esac
-  if [ -n "$extra" ]; then
-    as_root systemctl disable --quiet --now "$unit"
-    printf 'fabship: warning: %s: stopped and disabled (processes: %s)\n' "$unit" "$7"
+    stop_units "$socket"
+    as_root rm -f -- "$UNIT_DIR/$socket" "$UNIT_DIR/$template"
   fi
-done
+  as_root install -m 0644 "$staged/$plain" "$UNIT_DIR/$plain"
+  as_root systemctl daemon-reload
+  as_root systemctl enable --quiet "$plain"
+fi
 """
 
-RESTART = AS_ROOT + r"""
-as_root systemctl restart "$@"
-"""
-
-# A failed first release leaves nothing to serve: stop the units and keep them from
-# starting at boot (the next good deploy enables them again). "$@": the units; with zero
-# downtime "$1" is the unit directory, "$2" the socket and "$3" the instances' prefix.
-STOP = AS_ROOT + r"""
-as_root systemctl disable --quiet --now "$@"
-"""
-STOP_SOCKET = AS_ROOT + INSTANCES + r"""
-UNIT_DIR=$1
-as_root systemctl disable --quiet --now "$2" $(instances_of "$3" | sort -u)
+# A failed first release leaves nothing to serve: its units are stopped and kept from
+# starting at boot (the next good deploy enables them again).
+STOP = AS_ROOT + NAMES + UNITS_SH + r"""
+stop_units "$plain" "$socket"
 """
 
 # Python, after health.POLL: the units' state and main pids, as systemctl shows them.
@@ -188,26 +193,42 @@ def unit_gone(units):
     return None
 '''
 
-# URL EXPECT TIMEOUT UNIT...: the check of the whole program (every unit running it).
-CHECK = health.POLL + UNITS + r'''
-poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), lambda: unit_gone(sys.argv[4:]),
-     lambda: unit_pids(sys.argv[4:]))
+# URL EXPECT TIMEOUT RELEASE PLAIN SOCKET INSTANCE...: which units run the program, as
+# the release `current` names was rendered (see NAMES): the instances with zero downtime,
+# else the plain unit.
+RUNNING = r'''
+
+def running():
+    """(the units that run the program, whether they share a socket)."""
+    release, plain, socket_unit = sys.argv[4:7]
+    shared = os.path.exists(os.path.join(release, ".fabship", socket_unit))
+    return (sys.argv[7:] if shared else [plain]), shared
 '''
 
-# URL EXPECT TIMEOUT INSTANCE...: zero downtime. Each instance in turn is restarted (the
-# old process drains; the new one gets the socket) and checked healthy on the shared
-# socket, by a connection that instance's process itself accepted (health.POLL's
-# `alone`), before the next one is; the first unhealthy one ends it (exit 1), the others
-# still on the old release.
-ROLL = health.POLL + UNITS + r'''
+# The check of the whole program (every unit running it).
+CHECK = health.POLL + UNITS + RUNNING + r'''
+poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), lambda: unit_gone(running()[0]),
+     lambda: unit_pids(running()[0]))
+'''
+
+# The restart. Zero downtime: each instance in turn is restarted (the old process
+# drains; the new one gets the socket) and checked healthy on the shared socket, by a
+# connection that instance's process itself accepted (health.POLL's `alone`), before
+# the next one is; the first unhealthy one ends it (exit 1), the others still on the old
+# release. Without: the plain unit restarted (the health step checks it).
+ROLL = health.POLL + UNITS + RUNNING + r'''
 
 def roll():
-    """Each instance in turn: restart, healthy."""
+    """Each unit in turn: restart, healthy (with zero downtime)."""
     expect, timeout = json.loads(sys.argv[2]), float(sys.argv[3])
-    for unit in sys.argv[4:]:
+    units, shared = running()
+    for unit in units:
         done = run(as_root(["systemctl", "restart", unit]), None)
         if done.returncode:
             sys.exit(f"{unit}: systemctl restart failed: {done.stderr.strip()}")
+        if not shared:
+            print(f"{unit}: restarted")
+            continue
         ok, said = wait(sys.argv[1], expect, timeout, lambda: unit_gone([unit]),
                         lambda: unit_pids([unit]), alone=True)
         print(f"{unit}: {said}")
@@ -283,43 +304,35 @@ def unit_files(name, root, zero_downtime):
     return ((unit_name(name, root), "systemd/service.j2"),)
 
 
-def install_unit(current, name, root, user=None):
-    """Install the unit `current`/.fabship holds (0644), reload systemd, enable the unit;
-    a zero downtime socket left by an earlier deploy is stopped and removed first.
+def _names(current, name, root):
+    """What every script starts with (see NAMES)."""
+    return (UNIT_DIR, current, unit_name(name, root), socket_name(name, root),
+            template_name(name, root))
+
+
+def install(current, name, root, count, user=None):  # pylint: disable=R0913,R0917
+    """Install the units `current`/.fabship holds (0644), reload systemd, enable them:
+    with zero downtime, start the socket and enable `count` instances (stopping any past
+    it); units of the other mode left by an earlier deploy are stopped and removed first.
 
     `user` (the `user:` key, None when unset) travels with the release: when it is not
     the SSH user, the release's 0600 files become its own first.
     """
-    unit = unit_name(name, root)
-    return script(INSTALL, posixpath.join(current, ".fabship", unit), unit_path(name, root),
-                  unit, socket_name(name, root), template_name(name, root), current,
+    return script(INSTALL, *_names(current, name, root), count,
                   *((user,) if user is not None else ()))
 
 
-def install_socket(current, name, root, count, user=None):  # pylint: disable=R0913,R0917
-    """Zero downtime: install the socket and the instances' template (0644), reload
-    systemd, start and enable the socket and enable `count` instances (stopping any
-    past it); a plain unit left by an earlier deploy is stopped and removed first."""
-    staged = posixpath.join(current, ".fabship")
-    return script(INSTALL_SOCKET, UNIT_DIR, posixpath.join(staged, socket_name(name, root)),
-                  posixpath.join(staged, template_name(name, root)), socket_name(name, root),
-                  template_name(name, root), unit_name(name, root), count, current,
-                  *((user,) if user is not None else ()))
-
-
-def restart(name, root):
-    """Restart the unit."""
-    return script(RESTART, unit_name(name, root))
-
-
-def restart_all(units):
-    """Restart the units (all at once)."""
-    return script(RESTART, *units)
+def units_of(current, name, root, count):
+    """RELEASE PLAIN SOCKET INSTANCE...: the units roll and healthy choose from, by how
+    the release `current` names was rendered (see RUNNING)."""
+    return (current, unit_name(name, root), socket_name(name, root),
+            *instance_names(name, root, count))
 
 
 def roll(venv, health_url, expect, timeout, units):  # pylint: disable=R0913,R0917
-    """Zero downtime: restart the instances one at a time, each checked healthy
-    (`expect`: health.expectation's JSON) before the next."""
+    """Restart the program: with zero downtime the instances one at a time, each checked
+    healthy (`expect`: health.expectation's JSON) before the next; else the plain unit.
+    `units`: units_of(...)."""
     return (posixpath.join(venv, "bin", "python"), "-c", ROLL, health_url, expect,
             f"{timeout:g}", *units)
 
@@ -327,14 +340,11 @@ def roll(venv, health_url, expect, timeout, units):  # pylint: disable=R0913,R09
 def healthy(venv, health_url, expect, timeout, units):  # pylint: disable=R0913,R0917
     """Poll until the answer is healthy as `expect` (health.expectation's JSON) says, or
     fail after timeout seconds, or as soon as a unit fails; the program's pids (when
-    `expect` asks which process answers) are the units' MainPIDs."""
+    `expect` asks which process answers) are the units' MainPIDs. `units`: units_of()."""
     return (posixpath.join(venv, "bin", "python"), "-c", CHECK, health_url, expect,
             f"{timeout:g}", *units)
 
 
-def stop(name, root, zero_downtime=False):
-    """Stop the units and disable them (a failed first release: nothing left to serve)."""
-    if zero_downtime:
-        return script(STOP_SOCKET, UNIT_DIR, socket_name(name, root),
-                      template_name(name, root)[:-len("@.service")])
-    return script(STOP, unit_name(name, root))
+def stop(current, name, root):
+    """Stop and disable every installed unit of the service (a failed first release)."""
+    return script(STOP, *_names(current, name, root))

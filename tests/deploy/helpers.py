@@ -1,5 +1,5 @@
 """Building blocks for the pure-layer tests: a parsed service and a host context."""
-from fabship.deploy.commands import health, systemd
+from fabship.deploy.commands import health
 from fabship.deploy.config import parse_services
 from fabship.deploy.context import ReleaseInfo, build_context
 from fabship.deploy.render import environment
@@ -46,6 +46,8 @@ def contexts(secrets=(), project=None, **overrides):
 
 
 def plain_check(venv, url, release_id, timeout):
-    """The health check of systemd.healthy with no unit to ask: the plain poll of url until
-    it names release_id."""
-    return systemd.healthy(venv, url, health.expectation(("release",), release_id), timeout, ())
+    """health.POLL's poll with no manager to ask, run by the venv's Python: until url
+    names release_id, or fail after timeout seconds."""
+    return (f"{venv}/bin/python", "-c", health.POLL + "\npoll(sys.argv[1], sys.argv[2], "
+            "float(sys.argv[3]))\n", url, health.expectation(("release",), release_id),
+            f"{timeout:g}")

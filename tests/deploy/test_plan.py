@@ -192,12 +192,13 @@ def test_systemd_plan_installs_unit_and_restarts():
     unit = "fabship-hello-73182f8e.service"
     restart = plan.rollout[2]
     assert (restart.name, restart.stage) == ("switch", "restart")
+    names = ("/srv/hello/current", unit, "fabship-hello-73182f8e.socket")
     assert [s.argv for s in restart.steps] == [
-        ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
-         f"/srv/hello/current/.fabship/{unit}", f"/etc/systemd/system/{unit}", unit,
-         "fabship-hello-73182f8e.socket", "fabship-hello-73182f8e@.service",
-         "/srv/hello/current"),
-        ("sh", "-c", "set -e" + systemd.RESTART, "fabship", unit)]
+        ("sh", "-c", "set -e" + systemd.INSTALL, "fabship", "/etc/systemd/system", *names,
+         "fabship-hello-73182f8e@.service", "1"),
+        (f"{ctx.venv}/bin/python", "-c", systemd.ROLL, ctx.health_url,
+         f'{{"kind": "release", "release": "{RELEASE.release_id}"}}', "15", *names,
+         "fabship-hello-73182f8e@1.service")]
 
 
 @pytest.mark.parametrize("zero_downtime", [False, True])

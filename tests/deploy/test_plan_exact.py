@@ -22,10 +22,7 @@ SCRIPTS = {"set -e" + getattr(module, name): name
            for module in (lock, release, supervisor) for name in dir(module)
            if name.isupper() and isinstance(getattr(module, name), str)}
 SCRIPTS.update({"set -e" + boot.INSTALL: "BOOT_INSTALL", "set -e" + systemd.INSTALL:
-                "UNIT_INSTALL", "set -e" + systemd.RESTART: "UNIT_RESTART",
-                "set -e" + systemd.STOP: "UNIT_STOP",
-                "set -e" + systemd.INSTALL_SOCKET: "SOCKET_INSTALL",
-                "set -e" + systemd.STOP_SOCKET: "SOCKET_STOP"})
+                "UNIT_INSTALL", "set -e" + systemd.STOP: "UNIT_STOP"})
 PYTHON = {systemd.CHECK: "UNITS_CHECK", systemd.ROLL: "UNITS_ROLL"}
 UNIT = "fabship-hello-73182f8e.service"  # sha256("/srv/hello") starts 73182f8e
 SOCKET, TEMPLATE = "fabship-hello-73182f8e.socket", "fabship-hello-73182f8e@.service"
@@ -257,17 +254,21 @@ def test_systemd_plans_exactly():
     assert [line.split(" | ")[0] for line in steps if "supervisor" in line] == []
     assert sum(line.startswith(f"write .fabship/{UNIT} | upload STAGING/.fabship/{UNIT} "
                                "644 text ") for line in steps) == 1
-    install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
-               f"/etc/systemd/system/{UNIT} {UNIT} {SOCKET} {TEMPLATE} ROOT/current")
+    names = f"ROOT/current {UNIT} {SOCKET}"
+    expect = """'{"kind": "release", "release": "R"}'"""
     assert phases(plan.rollout)[1:] == [
         ("switch", None, [SWITCH]),
-        ("switch", "restart", [install, f"restart {UNIT} | UNIT_RESTART {UNIT}"]),
+        ("switch", "restart", [
+            f"install and enable {UNIT}, reload systemd | UNIT_INSTALL /etc/systemd/system "
+            f"{names} {TEMPLATE} 1",
+            f"restart {UNIT} | UNITS_ROLL VENV/bin/python http://127.0.0.1:8080/health "
+            f"{expect} 15 {names} {INSTANCES.split()[0]}"]),
         # systemd is asked for the unit's state and MainPID
         ("verify", "health", ["health check: http://127.0.0.1:8080/health names R | "
                               "UNITS_CHECK VENV/bin/python http://127.0.0.1:8080/health "
-                              f"""'{{"kind": "release", "release": "R"}}' 15 {UNIT}"""])]
+                              f"{expect} 15 {names} {INSTANCES.split()[0]}"])]
     assert phases(plan.revert) == [("revert", None, [
-        f"stop and disable {UNIT} | UNIT_STOP {UNIT}",
+        f"stop and disable {UNIT} | UNIT_STOP /etc/systemd/system {names} {TEMPLATE}",
         "remove current | rm -f ROOT/current"])]
     steady = build_host_plan(target.service, ctx,
                              parse_facts(f"current=/x/releases/{R1}\nserved={R1}\n"),
@@ -292,28 +293,29 @@ def test_systemd_zero_downtime_plans_exactly():
                                    "644 text ") for line in steps) == 1
     assert not [line for line in steps if f"write .fabship/{UNIT}" in line]
     expect = """'{"kind": "release", "release": "R"}'"""
+    names = f"ROOT/current {UNIT} {SOCKET}"
     assert phases(plan.rollout)[2:] == [
         ("switch", "restart", [
             f"install {SOCKET} and {TEMPLATE}, reload systemd, start the socket, enable 2 "
-            f"processes | SOCKET_INSTALL /etc/systemd/system CUR/{SOCKET} CUR/{TEMPLATE} "
-            f"{SOCKET} {TEMPLATE} {UNIT} 2 ROOT/current",
+            f"processes | UNIT_INSTALL /etc/systemd/system {names} {TEMPLATE} 2",
             "replace the 2 processes one at a time, each health-checked "
             f"({INSTANCES.replace(' ', ', ')}) | UNITS_ROLL VENV/bin/python "
-            f"http://127.0.0.1:8080/health {expect} 15 {INSTANCES}"]),
+            f"http://127.0.0.1:8080/health {expect} 15 {names} {INSTANCES}"]),
         ("verify", "health", [
             "health check: http://127.0.0.1:8080/health names R (4 answers in a row) | "
             "UNITS_CHECK VENV/bin/python http://127.0.0.1:8080/health "
-            f"""'{{"kind": "release", "release": "R", "times": 4}}' 15 {INSTANCES}"""])]
+            f"""'{{"kind": "release", "release": "R", "times": 4}}' 15 {names} """
+            f"{INSTANCES}"])]
     assert plan.rollout[2].steps[1].timeout == 2 * (15 + 10 + 10)  # each: check, drain
     assert phases(plan.revert) == [("revert", None, [
-        f"stop and disable {SOCKET} and its processes | SOCKET_STOP /etc/systemd/system "
-        f"{SOCKET} fabship-hello-73182f8e", "remove current | rm -f ROOT/current"])]
+        f"stop and disable {SOCKET} and its processes | UNIT_STOP /etc/systemd/system "
+        f"{names} {TEMPLATE}", "remove current | rm -f ROOT/current"])]
     steady = build_host_plan(target.service, ctx,
                              parse_facts(f"current=/x/releases/{R1}\nserved={R1}\n"),
                              (SOURCE, None), RELEASE)
     back = phases(steady.revert)
     assert back[1][2][1].endswith(
-        """'{"kind": "release", "release": "r1"}' 15 """ + INSTANCES)
+        """'{"kind": "release", "release": "r1"}' 15 """ + f"{names} {INSTANCES}")
     assert back[1][2][1].startswith("replace the 2 processes one at a time")
 
 
@@ -355,8 +357,8 @@ def test_systemd_user_reaches_every_unit_install():
     """`user:` is the install's last argument in the deploy, its automatic rollback and
     `fab service rollback`: the release's 0600 files become the user's before a restart."""
     target, (ctx, _) = contexts(manager="systemd", user="app", zero_downtime=False)
-    install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL CUR/{UNIT} "
-               f"/etc/systemd/system/{UNIT} {UNIT} {SOCKET} {TEMPLATE} ROOT/current app")
+    install = (f"install and enable {UNIT}, reload systemd | UNIT_INSTALL /etc/systemd/system "
+               f"ROOT/current {UNIT} {SOCKET} {TEMPLATE} 1 app")
     before = "20260101T000000.000Z-abc1234"  # the release `current` names (it served)
     plan = build_host_plan(target.service, ctx, Facts(current=before, served=(before,)),
                            (SOURCE, None), RELEASE)
@@ -366,7 +368,7 @@ def test_systemd_user_reaches_every_unit_install():
                          now, owner_record(RELEASE))
     for part in (plan.rollout, plan.revert, back.rollout, back.revert):
         steps = [outline(step) for step in steps_of(part)]
-        assert steps[steps.index(install) + 1] == f"restart {UNIT} | UNIT_RESTART {UNIT}"
+        assert steps[steps.index(install) + 1].startswith(f"restart {UNIT} | UNITS_ROLL ")
 
 def test_secret_files_are_uploaded_as_secret_text(tmp_path):
     """A file holding a secret is written 0600 with its text; plans show the masked text."""

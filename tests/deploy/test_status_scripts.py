@@ -237,6 +237,32 @@ def test_a_process_sharing_the_socket_is_checked_on_connections_it_accepted(shar
         mute.stdout + mute.stderr
 
 
+@pytest.mark.parametrize("family, server_host, client_host", [
+    (socket.AF_INET, "127.0.0.1", "127.0.0.1"), (socket.AF_INET6, "::1", "::1"),
+    (socket.AF_INET6, "::", "127.0.0.1")])  # a dual-stack server, an IPv4 client
+def test_the_server_end_of_a_connection_is_found_once_accepted(family, server_host,
+                                                               client_host):
+    """health.POLL's server_end: "" while the connection waits in the backlog, then the
+    inode of the socket accept() made, matched by both ends' addresses and ports."""
+    code = {}
+    exec(health.POLL, code)  # pylint: disable=exec-used
+    with socket.socket(family) as listener:
+        if family == socket.AF_INET6:
+            listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        listener.bind((server_host, 0))
+        listener.listen()
+        with socket.create_connection((client_host, listener.getsockname()[1])) as conn:
+            assert code["server_end"](conn) == ""
+            accepted, _ = listener.accept()
+            with accepted:
+                inode = f"socket:[{os.fstat(accepted.fileno()).st_ino}]"
+                assert code["server_end"](conn) == inode
+                assert code["accepted_by"](conn, [os.getpid()]) is True
+                with subprocess.Popen(["sleep", "30"]) as other:  # holds no such socket
+                    assert code["accepted_by"](conn, [other.pid]) is False
+                    other.kill()
+
+
 def poll_with(expect, server, pids, timeout=1):
     """health.POLL run for real against the server, the program's pids as given."""
     code = health.POLL + f"\npoll(sys.argv[1], sys.argv[2], {timeout}, pids=lambda: {pids!r})\n"
@@ -355,31 +381,22 @@ def test_reload_and_stop_do_nothing_without_a_running_supervisord(tmp_path):
 
 
 def test_systemd_commands_are_exact():
-    """The units (named after service and root) are installed 0644 (they hold no secret)
-    and enabled, then restarted, or stopped and disabled; names travel as arguments."""
+    """The units (named after service and root) travel as arguments of constant scripts:
+    the unit directory, the release, the plain unit, the socket and the template first."""
     unit = "fabship-hello-" + hashlib.sha256(b"/r").hexdigest()[:8] + ".service"
-    socket, template = unit.replace(".service", ".socket"), unit.replace(".service", "@.service")
+    socket_unit = unit.replace(".service", ".socket")
+    template = unit.replace(".service", "@.service")
+    names = ("/etc/systemd/system", "/r/current", unit, socket_unit, template)
     assert systemd.unit_path("hello", "/r") == f"/etc/systemd/system/{unit}"
-    assert systemd.install_unit("/r/current", "hello", "/r") == (
-        "sh", "-c", "set -e" + systemd.INSTALL, "fabship", f"/r/current/.fabship/{unit}",
-        f"/etc/systemd/system/{unit}", unit, socket, template, "/r/current")
-    assert 'as_root install -m 0644 "$1" "$2"' in systemd.INSTALL
-    assert 'systemctl enable --quiet "$3"' in systemd.INSTALL
-    assert systemd.install_socket("/r/current", "hello", "/r", 3, "app") == (
-        "sh", "-c", "set -e" + systemd.INSTALL_SOCKET, "fabship", "/etc/systemd/system",
-        f"/r/current/.fabship/{socket}", f"/r/current/.fabship/{template}", socket, template,
-        unit, "3", "/r/current", "app")
-    assert systemd.restart("hello", "/r") == ("sh", "-c", "set -e" + systemd.RESTART,
-                                              "fabship", unit)
-    assert systemd.restart_all(("a@1.service", "a@2.service"))[-2:] == (
-        "a@1.service", "a@2.service")
-    assert systemd.stop("hello", "/r") == ("sh", "-c", "set -e" + systemd.STOP, "fabship",
-                                           unit)
-    assert systemd.stop("hello", "/r", True) == (
-        "sh", "-c", "set -e" + systemd.STOP_SOCKET, "fabship", "/etc/systemd/system", socket,
-        unit[:-len(".service")])
-    assert systemd.instance_names("hello", "/r", 2) == (
-        template.replace("@", "@1"), template.replace("@", "@2"))
+    assert systemd.install("/r/current", "hello", "/r", 3, "app") == (
+        "sh", "-c", "set -e" + systemd.INSTALL, "fabship", *names, "3", "app")
+    assert systemd.stop("/r/current", "hello", "/r") == (
+        "sh", "-c", "set -e" + systemd.STOP, "fabship", *names)
+    assert systemd.units_of("/r/current", "hello", "/r", 2) == (
+        "/r/current", unit, socket_unit, template.replace("@", "@1"),
+        template.replace("@", "@2"))
+    assert 'as_root install -m 0644 "$staged/$plain" "$UNIT_DIR/$plain"' in systemd.INSTALL
+    assert 'as_root systemctl enable --quiet "$plain"' in systemd.INSTALL
 
 
 STRAY = """

@@ -47,20 +47,23 @@ def test_unit_name_is_unique_per_service_and_root():
     assert all(re.fullmatch(r"fabship-[a-z][a-z0-9_-]*-[0-9a-f]{8}\.service", n) for n in names)
 
 
-def test_every_systemd_command_names_the_unit_of_its_root():
-    """install (and enable), restart and stop all use the one unit name of the root."""
+def test_every_systemd_command_names_the_units_of_its_root():
+    """install (and enable), restart and stop all use the unit names of the root."""
     service = services(manager="systemd", zero_downtime=False)["hello"]
     for root in ("/srv/hello", "/srv/hello-staging"):
         unit = systemd.unit_name("hello", root)
-        install, restart = restart_steps(service, Layout(root), root + "/venvs/k")
+        names = (f"{root}/current", unit, unit.replace(".service", ".socket"),
+                 unit.replace(".service", "@.service"))
+        install, restart = restart_steps(service, Layout(root), root + "/venvs/k", None,
+                                         ("http://h/x", "r1"))
         assert install.argv == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
-                                f"{root}/current/.fabship/{unit}",
-                                f"/etc/systemd/system/{unit}", unit,
-                                unit.replace(".service", ".socket"),
-                                unit.replace(".service", "@.service"), f"{root}/current")
+                                "/etc/systemd/system", *names, "1")
         assert install.label == f"install and enable {unit}, reload systemd"
-        assert restart.argv == ("sh", "-c", "set -e" + systemd.RESTART, "fabship", unit)
-        assert systemd.stop("hello", root)[-1] == unit
+        assert restart.argv[1:3] == ("-c", systemd.ROLL)
+        assert restart.argv[6:] == (*names[:3], unit.replace(".service", "@1.service"))
+        assert restart.label == f"restart {unit}"
+        assert systemd.stop(f"{root}/current", "hello", root) == (
+            "sh", "-c", "set -e" + systemd.STOP, "fabship", "/etc/systemd/system", *names)
 
 
 def test_unit_user_defaults_to_the_ssh_user_and_never_silently_to_root():
@@ -210,14 +213,30 @@ def run_as(argv, base, user=None):
                           timeout=30, check=False)
 
 
+def moved(argv, base):
+    """A script's argv, its unit directory moved under `base`."""
+    argv = list(argv)
+    assert argv[4] == systemd.UNIT_DIR
+    argv[4] = str(base / "units")
+    return argv
+
+
 def install_argv(base, release, user=None):
     """The install step's argv, its unit directory moved under `base`."""
-    unit = systemd.unit_name("hello", "/srv/hello")
-    argv = list(systemd.install_unit(str(release), "hello", "/srv/hello", user))
-    assert argv[4] == f"{release}/.fabship/{unit}"
-    assert argv[5] == systemd.unit_path("hello", "/srv/hello")
-    argv[5] = str(base / "units" / unit)
-    return argv
+    return moved(systemd.install(str(release), "hello", "/srv/hello", 1, user), base)
+
+
+def restart_argv(base, release):
+    """The restart step's argv (the plain unit: restarted, no health check), run by the
+    system's Python (readable by any user)."""
+    python = base / "py" / "bin" / "python"
+    if not python.exists():
+        python.parent.mkdir(parents=True)
+        python.symlink_to(SYSTEM_PYTHON)
+        for folder in (base / "py", python.parent):
+            folder.chmod(0o755)
+    return systemd.roll(str(base / "py"), "http://127.0.0.1:9/health", "{}", 5,
+                        systemd.units_of(str(release), "hello", "/srv/hello", 1))
 
 
 def unit_scripts(base, uid, user=None):
@@ -230,8 +249,8 @@ def unit_scripts(base, uid, user=None):
     staged.chmod(0o644)
     install = install_argv(base, base / "release", user)
     user = str(uid) if os.getuid() == 0 and uid != 0 else None
-    for argv in (install, systemd.restart("hello", "/srv/hello"),
-                 systemd.stop("hello", "/srv/hello")):
+    for argv in (install, restart_argv(base, base / "release"),
+                 moved(systemd.stop(str(base / "release"), "hello", "/srv/hello"), base)):
         proc = run_as(argv, base, user)
         assert proc.returncode == 0, proc.stderr
     return (base / "calls.log").read_text().splitlines(), base / "units" / unit
@@ -271,9 +290,15 @@ def test_unit_scripts_as_another_user_go_through_sudo_n(stand_ins):
 def test_a_failing_systemctl_fails_the_step(stand_ins):
     """The scripts stop at the first failure, with its message."""
     (stand_ins / "bin" / "systemctl").write_text("#!/bin/sh\necho \"no: $*\" >&2\nexit 1\n")
-    proc = run_as(systemd.restart("hello", "/srv/hello"), stand_ins)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("no: ")
+    staged = stand_ins / "release" / ".fabship" / systemd.unit_name("hello", "/srv/hello")
+    staged.parent.mkdir(parents=True)
+    staged.write_text("[Service]\nExecStart=/bin/true\n")
+    proc = run_as(install_argv(stand_ins, stand_ins / "release"), stand_ins)
+    assert (proc.returncode, proc.stderr) == (1, "no: daemon-reload\n")
+    proc = run_as(restart_argv(stand_ins, stand_ins / "release"), stand_ins)
+    unit = staged.name
+    assert (proc.returncode, proc.stderr) == (
+        1, f"{unit}: systemctl restart failed: no: restart {unit}\n")
 
 
 # --- the release's secret files go to the unit's user -------------------------------------
@@ -433,16 +458,16 @@ def test_the_unit_user_reaches_the_install_as_its_last_argument_only():
     the last argument of the constant install script, after the release; unset, not at
     all. So does the zero downtime install."""
     layout = Layout("/srv/hello")
-    for user, tail in (("app", ("/srv/hello/current", "app")), (None, ("/srv/hello/current",))):
-        install, _ = restart_steps(services(manager="systemd", user=user,
-                                            zero_downtime=False)["hello"], layout, "/v")
-        assert install.argv[:4] == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship")
-        assert install.argv[9:] == tail
-        install, _ = restart_steps(services(manager="systemd", user=user)["hello"], layout,
-                                   "/v", check=("http://h/x", "r1"))
-        assert install.argv[:4] == ("sh", "-c", "set -e" + systemd.INSTALL_SOCKET, "fabship")
-        assert install.argv[11:] == tail
-    assert "app" not in systemd.INSTALL and "app" not in systemd.INSTALL_SOCKET
+    for user, tail in (("app", ("app",)), (None, ())):
+        for zero, count in ((False, "1"), (True, "2")):
+            install, _ = restart_steps(services(manager="systemd", user=user,
+                                                zero_downtime=zero)["hello"], layout, "/v",
+                                       None, ("http://h/x", "r1"))
+            assert install.argv[:5] == ("sh", "-c", "set -e" + systemd.INSTALL, "fabship",
+                                        "/etc/systemd/system")
+            assert install.argv[5] == "/srv/hello/current"
+            assert install.argv[9:] == (count, *tail)
+    assert "app" not in systemd.INSTALL
 
 
 # --- supervisor: where the boot step goes -------------------------------------------------
@@ -450,10 +475,11 @@ def test_the_unit_user_reaches_the_install_as_its_last_argument_only():
 def test_boot_none_adds_no_step():
     """`boot: cron` (the default) adds the crontab step after the restart; `none` does not."""
     layout = Layout("/srv/hello")
-    with_cron = restart_steps(services()["hello"], layout, "/v")
+    with_cron = restart_steps(services()["hello"], layout, "/v", None, ("http://h/x", "r1"))
     assert [step.argv for step in with_cron[-1:]] == [boot.install("/srv/hello")]
     assert with_cron[-1].label == "start supervisord at boot (crontab @reboot)"
-    without = restart_steps(services(boot="none")["hello"], layout, "/v")
+    without = restart_steps(services(boot="none")["hello"], layout, "/v", None,
+                            ("http://h/x", "r1"))
     assert without == with_cron[:-1]
 
 

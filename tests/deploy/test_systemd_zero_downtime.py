@@ -12,8 +12,8 @@ import time
 import pytest
 
 from fabship.deploy.commands import systemd
-from tests.deploy.fleetstate import break_health, change_code, deploy_fails, deploy_ok, \
-    release_of, reserve_port, venv_seed
+from tests.deploy.fleetstate import APP, HEALTH_ANSWER, break_health, change_code, \
+    deploy_fails, deploy_ok, edit, release_of, reserve_port, venv_seed
 from tests.deploy.loadgen import Load, LongRequests, answers
 from tests.fleet import start_fleet
 from tests.project import Project, fleet_hosts, hello_service
@@ -193,12 +193,26 @@ def test_switching_zero_downtime_the_process_count_and_the_port(systemd_fleet, m
     """zero_downtime: false runs one plain unit; turning zero downtime on replaces it with
     the socket and 3 instances (saying the switch is not without downtime); processes: 2
     stops and disables the third, and a new port restarts the socket once, saying so;
-    off again removes the socket and instances."""
+    off again removes the socket and instances. First, a release failing its check across
+    the switch goes back to the plain unit the old release runs."""
     host, _ = systemd_fleet
     project = make(zero_downtime=False)
-    deploy_ok(project)
-    assert {unit: state[:2] for unit, state in units(host, project, 0).items()} == {
-        "U.service": ("active", "enabled")}
+    first, _ = deploy_ok(project)
+    plain = {"U.service": ("active", "enabled")}
+    assert {unit: state[:2] for unit, state in units(host, project, 0).items()} == plain
+    # a release that fails its check across the switch: the revert installs what the old
+    # release runs (its plain unit), not what the config now says
+    project.service.update(zero_downtime=True, processes=2)
+    project.write_config({"hello": project.service})
+    break_health(project, SICK)
+    proc = deploy_fails(project)
+    assert "@1.service: unhealthy after" in proc.stdout, proc.stdout
+    found = units(host, project, 0)
+    assert {unit: state[:2] for unit, state in found.items() if state[0] == "active"} == \
+        plain, found
+    for index in range(2):
+        assert answers(project, index) == {first}
+    edit(project, APP, SICK, HEALTH_ANSWER, "heal health")
     moved = [reserve_port() for _ in project.hosts]
     on = "U.service: stopped and removed (zero downtime: U.socket takes the port; this one " \
         "switch is not without downtime)"
