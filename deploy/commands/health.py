@@ -74,17 +74,9 @@ def server_end(conn):
     remote end is conn itself."""
     mine, peer = conn.getsockname(), conn.getpeername()
     mine, peer = (plain(mine[0]), mine[1]), (plain(peer[0]), peer[1])
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, encoding="ascii") as handle:
-                rows = handle.read().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if len(fields) > 9 and endpoint(fields[1]) == peer and \
-                    endpoint(fields[2]) == mine:
-                return "" if fields[9] == "0" else f"socket:[{fields[9]}]"
+    for fields in tcp_rows():
+        if endpoint(fields[1]) == peer and endpoint(fields[2]) == mine:
+            return "" if fields[9] == "0" else f"socket:[{fields[9]}]"
     return ""
 
 
@@ -146,9 +138,8 @@ def get(parts, request, only=None):
     return int(status[0]), body[:2000].decode("utf-8", "replace").strip()
 
 
-def listening(port):
-    """{socket:[inode]: owner uid} of the TCP sockets listening on `port` (IPv4, IPv6)."""
-    found = {}
+def tcp_rows():
+    """The rows of /proc/net/tcp and tcp6 (IPv4, IPv6), split into fields."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as handle:
@@ -157,10 +148,14 @@ def listening(port):
             continue
         for row in rows:
             fields = row.split()
-            if len(fields) > 9 and fields[3] == "0A" and \
-                    int(fields[1].rsplit(":", 1)[1], 16) == port:
-                found[f"socket:[{fields[9]}]"] = fields[7]
-    return found
+            if len(fields) > 9:
+                yield fields
+
+
+def listening(port):
+    """{socket:[inode]: owner uid} of the TCP sockets listening on `port` (IPv4, IPv6)."""
+    return {f"socket:[{fields[9]}]": fields[7] for fields in tcp_rows()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port}
 
 
 def uid_of(pid):

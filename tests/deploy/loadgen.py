@@ -96,3 +96,8 @@ class LongRequests:
     def join(self):
         """Wait for the last request (the load is stopped)."""
         self.thread.join(timeout=30)
+
+
+def none_failed(load, least):
+    """Assert that the load sent more than `least` requests and none failed."""
+    assert load.sent > least and (load.failed, load.kinds) == (0, {}), (load.sent, load.kinds)
