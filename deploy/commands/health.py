@@ -81,22 +81,25 @@ def server_end(conn):
 
 
 def held(inode, pids):
-    """Whether a process among pids (or below them) holds inode; None when none of their
-    descriptors can be read."""
-    readable = False
+    """Whether a process among pids (or below them) holds inode; None when it is not seen
+    and some of their descriptors cannot be read (another user's). A process that is
+    gone holds nothing."""
+    hidden = False
     for pid in below(pids):
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:
+            hidden = True
+            continue
         except OSError:
             continue
-        readable = True
         for fd in fds:
             try:
                 if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
                     return True
             except OSError:
                 continue
-    return False if readable else None
+    return None if hidden else False
 
 
 def accepted_by(conn, pids):

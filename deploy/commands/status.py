@@ -1,7 +1,20 @@
 """Read-only probes for `fab service status` and `history`, and their pure parsers."""
 import json
 
-from . import NO_LINKS, script
+from . import NO_LINKS, script, supervisor, systemd
+
+# `python -I -S - states SOCKET PROGRAM`: each process of the program as NAME:STATE, as
+# supervisord tells (nothing when it does not answer).
+STATES = supervisor.CLIENT + r'''
+
+def states():
+    """NAME:STATE of each process, on one line."""
+    print(" ".join(f"{label(name)}:{info['statename']}" for name, info in members()))
+
+
+run(states)
+'''
+RUNNING = ("RUNNING", "STARTING", "active", "activating", "reloading")
 
 # Only a `current` naming a release directory of this root is read, and its python run;
 # a lock file that is a link is not read (status follows no link out of the root).
@@ -35,6 +48,25 @@ except Exception as exc:
     print("down", exc)' "$url" | tr -d '\n'
   echo
 fi
+if [ -n "$ours" ] && [ -x "$py" ]; then
+  case "$3" in
+    supervisor)
+      printf 'processes='
+      "$py" -I -S - states "$root/supervisor.sock" "$4" <<'FABSHIP_CTL' | tr -d '\n'
+""" + STATES.strip() + r"""
+FABSHIP_CTL
+      echo ;;
+    systemd)
+      shift 3
+      if [ -e "$cur/.fabship/$3" ]; then shift 3; else set -- "$2"; fi
+      printf 'processes='
+      for unit in "$@"; do
+        printf '%s:%s ' "$unit" "$(systemctl show --property=ActiveState --value "$unit" \
+          2>/dev/null || :)"
+      done
+      echo ;;
+  esac
+fi
 """
 
 HISTORY = NO_LINKS + r"""
@@ -43,9 +75,19 @@ if [ -f "$1" ]; then tail -n "$2" "$1"; fi
 """
 
 
-def command(layout, health_url):
-    """Print current, release.json, lock owner and one health answer."""
-    return script(STATUS, layout.root, health_url)
+def command(layout, health_url, manager=()):
+    """Print current, release.json, lock owner, one health answer and, with `manager`
+    (manager_args), the state of each process of the program."""
+    return script(STATUS, layout.root, health_url, *manager)
+
+
+def manager_args(service, layout):
+    """What the status script asks the manager: supervisord of the program's processes,
+    or systemd of the units the release `current` names runs (systemd.units_of)."""
+    if service.manager == "supervisor":
+        return ("supervisor", service.name)
+    return ("systemd", *systemd.units_of(layout.current, service.name, layout.root,
+                                         service.processes.count))
 
 
 def _json(text):
@@ -78,7 +120,7 @@ def parse(text, expect=("release",)):
     if not current:
         health = "no release"
     elif answer.startswith("200 ") and answers(expect, current, answer[4:]):
-        health = "ok"
+        health = degraded(values.get("processes", "")) or "ok"
     elif answer.startswith("200 "):
         health = "stale: " + answer[4:80]
     else:
@@ -88,6 +130,17 @@ def parse(text, expect=("release",)):
               f"{lock.get('since', '?')}") if "lock" in values else "free"
     return {"release": current or "-", "commit": str(info.get("commit", "-"))[:12],
             "health": health, "lock": holder}
+
+
+def degraded(processes):
+    """"degraded: ..." when a process of the program does not run (NAME:STATE words, as
+    the manager told), else ""."""
+    states = [word.rpartition(":") for word in processes.split()]
+    down = [f"{name} {state or 'unknown'}" for name, _, state in states if state not in RUNNING]
+    if not down:
+        return ""
+    return (f"degraded: {len(states) - len(down)} of {len(states)} processes running "
+            f"({', '.join(down)})")
 
 
 def history(layout, limit):

@@ -128,6 +128,16 @@ def test_status_without_a_venv_or_a_release(tmp_path):
     ('release_json={"commit": 12345678901234}\nlock={"who": "b"}',
      {"commit": "123456789012", "lock": "held by b@? since ?"}),
     ("release_json={bad\nlock=\nnoise\nx=a=b", {"commit": "-", "lock": "held by ?@? since ?"}),
+    # the manager's word on each process: one not running makes a healthy host degraded
+    ("current=/r/releases/r2\nhealth=200 r2\nprocesses=h:h_0:RUNNING h:h_1:STARTING",
+     {"health": "ok"}),
+    ("current=/r/releases/r2\nhealth=200 r2\nprocesses=h:h_0:BACKOFF h:h_1:RUNNING",
+     {"health": "degraded: 1 of 2 processes running (h:h_0 BACKOFF)"}),
+    ("current=/r/releases/r2\nhealth=200 r2\nprocesses=a@1.service:active a@2.service:failed "
+     "a@3.service:", {"health": "degraded: 1 of 3 processes running (a@2.service failed, "
+                                "a@3.service unknown)"}),
+    ("current=/r/releases/r2\nhealth=200 r2\nprocesses=", {"health": "ok"}),
+    ("current=/r/releases/r2\nhealth=down x\nprocesses=h:h_0:FATAL", {"health": "down: down x"}),
 ])
 def test_status_parse_edges(text, expected):
     """Truncation, a trailing slash, broken JSON, and answers that only look healthy."""

@@ -147,6 +147,13 @@ def test_a_steady_deploy_and_a_rollback_fail_no_request(systemd_fleet, make):
     for index in range(2):
         assert answers(project, index) == {first}
     assert [listening_inode(project, index) for index in range(2)] == sockets
+    status = project.fab("service", "status")  # systemd asked of each instance
+    assert status.returncode == 0 and status.stdout.count(" ok ") == 2, status.stdout
+    host.systemctl("stop", f"{unit_prefix(project, 1)}@2.service")
+    status = project.fab("service", "status")
+    assert status.returncode == 1, status.stdout
+    assert f"degraded: 1 of 2 processes running ({unit_prefix(project, 1)}@2.service " \
+        "inactive)" in status.stdout, status.stdout
 
 
 def test_a_failing_release_takes_one_process_share_and_leaves_the_other(systemd_fleet, make):
