@@ -36,7 +36,7 @@ def bench_size(fleet, size, cache):
     """One project deploying to the first `size` hosts of the fleet."""
     project = Project(fleet.base / f"bench{size}", fleet, cache)
     project.hosts = fleet_hosts(fleet)[:size]
-    service = hello_service(f"{fleet.base}/bench{size}-hosts")
+    service = hello_service(f"{fleet.base}/bench{size}-hosts", drain=10)  # the default
     service["environments"] = {"bench": {"hosts": project.hosts}}
     project.write_config({"hello": service})
     project.commit("first")

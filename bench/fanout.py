@@ -93,7 +93,7 @@ class Bench:
         self.fleet, self.size, self.rollout = fleet, size, rollout
         self.project = Project(fleet.base / f"fanout{size}", fleet, cache)
         self.project.hosts = fleet_hosts(fleet)[:size]
-        service = hello_service(f"{fleet.base}/fanout{size}-hosts")
+        service = hello_service(f"{fleet.base}/fanout{size}-hosts", drain=10)  # the default
         service["environments"] = {"bench": {"hosts": self.project.hosts}}
         # The tests' 6 s gives a failing release up soon; a first start on a loaded
         # machine (40 hosts compiling their bytecode at once) may take longer.

@@ -90,7 +90,7 @@ def run_mode(fleet, size, zero, repeat, cache, manager="supervisor"):  # pylint:
     project = Project(fleet.base / f"bench-{name}", fleet, cache)
     project.hosts = fleet_hosts(fleet)[:size]
     service = hello_service(f"{fleet.base}/bench-{name}-hosts", zero_downtime=zero,
-                            manager=manager)
+                            manager=manager, drain=10)  # fabship's default
     if manager == "systemd":  # the units run as the SSH user, root here, said explicitly
         service["user"] = "root"
         del service["boot"]

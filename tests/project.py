@@ -28,6 +28,9 @@ def hello_service(fleet_root, **overrides):
         "health": {"path": "/health", "port": "{{ port }}", "timeout": 6},
         "keep_releases": 3,
         "vars": {"bind": "127.0.0.1", "greeting": "hello"},
+        # A replaced process waits min(drain, 0.5 s) for requests just accepted: the
+        # suite's many deploys keep it short; the zero downtime tests under load use 10.
+        "drain": 0.2,
         # The fleet's hosts share this machine's user: leave its crontab alone
         # (tests/deploy/test_systemd_mode.py covers `boot: cron`, and cleans up).
         "boot": "none",

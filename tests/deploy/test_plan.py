@@ -42,7 +42,8 @@ def test_context_renders_per_host_vars_and_builtins():
     _, (first, second) = contexts()
     conf = {f.dest: f for f in first.files}
     assert conf["hello.conf"].text.splitlines()[1:] == [
-        "[hello]", "bind = 0.0.0.0", "port = 8080", "greeting = hi"]
+        "[hello]", "bind = 0.0.0.0", "port = 8080", "greeting = hi",
+        "; seconds requests in flight get after SIGTERM (fabship's drain)", "drain = 10.0"]
     assert "port = 9090" in {f.dest: f for f in second.files}["hello.conf"].text
     assert first.release_dir == "/srv/hello/releases/20261123T120000.000Z-abc1234"
     assert first.venv == "/srv/hello/venvs/" + "k" * 16

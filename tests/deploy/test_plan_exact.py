@@ -88,7 +88,7 @@ SHIP = [
     "remove releases left half-assembled | CLEAN_STAGING ROOT/releases",
     "upload release artifact dddddddddddd | upload ARTIFACT.part 644 source 12",
     "upload the deps bundle (wheels) | upload VENV.bundle.tar.gz 644 deps 6",
-    "write hello.conf | upload STAGING/hello.conf 644 text 139",
+    "write hello.conf | upload STAGING/hello.conf 644 text 217",
     "write .fabship/run | upload STAGING/.fabship/run 755 text 421",
     "write .fabship/launch.py | upload STAGING/.fabship/launch.py 644 text 929",
     "write .fabship/argv.json | upload STAGING/.fabship/argv.json 644 text 146",

@@ -53,7 +53,7 @@ def make_fixture(systemd_fleet, wheel_cache, make_project):
         project.hosts = fleet_hosts(fleet, [(server, sock.getsockname()[1]) for server, sock
                                             in zip(fleet.servers, held[-2:])])
         service = hello_service(f"{fleet.base}/{name}-hosts", manager="systemd", user="root",
-                                **overrides)
+                                **{"drain": 10, **overrides})  # under load: the default
         del service["boot"]  # a supervisor key: the units are enabled instead
         service["environments"] = {"test": {"hosts": project.hosts}}
         project.service = service

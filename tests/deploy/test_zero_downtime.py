@@ -14,7 +14,7 @@ SICK = 'self.set_status(503)\n        self.write({"status": "sick"})'
 def test_a_steady_deploy_and_a_rollback_fail_no_request(build):
     """Under continuous load, a deploy and then `fab service rollback` each leave 0 failed
     requests; a 2-second request in flight across the switch ends with 200."""
-    project, (first,) = build.deployed(1)
+    project, (first,) = build.deployed(1, drain=10)
     change_code(project, "zero downtime")
     with Load(project) as load:
         slow = LongRequests(project, 0, load).start()
@@ -40,7 +40,7 @@ def test_a_failing_release_takes_one_process_share_then_every_process_is_old(bui
     """The new release answers 503: its first process fails its check, the host goes back.
     Only that process's answers failed (no refusal, no reset), fewer than the requests
     made meanwhile, and every process serves the old release at the end."""
-    project, (first,) = build.deployed(1)
+    project, (first,) = build.deployed(1, drain=10)
     break_health(project, SICK)
     with Load(project) as load:
         started = time.monotonic()
