@@ -54,12 +54,11 @@ def _dry_read(project, target, command_for, out):
 def status(project, target, options, out=print):
     """Per host: current release, commit, health (degraded when a process of the program
     does not run), lock holder; exit 1 unless all healthy."""
-    if options.get("dry"):
-        return _dry_read(project, target, status_cmd.command, out)
-    secrets, rows = known_secrets(project, target.service), []
-
     def command(layout, url):
         return status_cmd.command(layout, url, status_cmd.manager_args(target.service, layout))
+    if options.get("dry"):
+        return _dry_read(project, target, command, out)
+    secrets, rows = known_secrets(project, target.service), []
     for host, ok, text in _read_all(project, target, command, secrets):
         if not ok:
             rows.append((host.address, "-", "-", f"error: {text[:80]}", "-"))

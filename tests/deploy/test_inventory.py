@@ -163,6 +163,9 @@ def test_dry_deploy_shows_each_slot_and_makes_no_request(cloud):
         assert read.returncode == 0, read.stderr
         assert "[<cloud slot 2>] would run: sh -c" in read.stdout
         assert "nothing was run, no connection made" in read.stdout
+        if task == "status":  # the command the real run sends: supervisord is asked too
+            assert read.stdout.count("/health supervisor hello\n") == \
+                read.stdout.count("would run: ") >= 2, read.stdout
 
 
 def test_new_instance_on_an_old_address_is_not_a_changed_key(cloud):
