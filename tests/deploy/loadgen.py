@@ -5,7 +5,7 @@ import json
 import threading
 import time
 
-from tests.deploy.fleetstate import port
+from tests.deploy.fleetstate import deploy_ok, port
 
 
 class Load:
@@ -101,3 +101,31 @@ class LongRequests:
 def none_failed(load, least):
     """Assert that the load sent more than `least` requests and none failed."""
     assert load.sent > least and (load.failed, load.kinds) == (0, {}), (load.sent, load.kinds)
+
+
+def deploy_under_load(project, first):
+    """A steady deploy while the load runs and 2-second requests cross the switch: no
+    request failed, each slow one ended 200 (some began on release `first`), and every
+    host names the new release. Returns its id."""
+    with Load(project) as load:
+        slow = LongRequests(project, 0, load).start()
+        release, _ = deploy_ok(project)
+        time.sleep(2.5)  # the last long request ends
+    slow.join()
+    none_failed(load, 100)
+    assert slow.seen and {status for status, _ in slow.seen} == {200}, slow.seen
+    assert {name for _, name in slow.seen} == {first, release}  # some began on the old one
+    for index in range(len(project.hosts)):
+        assert answers(project, index) == {release}
+    return release
+
+
+def rollback_under_load(project, first):
+    """`fab service rollback` while the load runs: no request failed, and every host
+    names release `first`."""
+    with Load(project) as load:
+        proc = project.fab("service", "rollback")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    none_failed(load, 50)
+    for index in range(len(project.hosts)):
+        assert answers(project, index) == {first}

@@ -14,7 +14,7 @@ import pytest
 from fabship.deploy.commands import systemd
 from tests.deploy.fleetstate import APP, HEALTH_ANSWER, break_health, change_code, \
     deploy_fails, deploy_ok, edit, release_of, reserve_port, venv_seed
-from tests.deploy.loadgen import Load, LongRequests, answers, none_failed
+from tests.deploy.loadgen import Load, answers, deploy_under_load, rollback_under_load
 from tests.fleet import start_fleet
 from tests.project import Project, fleet_hosts, hello_service
 from tests.systemdhost import SystemdHost, can_boot
@@ -123,29 +123,15 @@ def test_a_steady_deploy_and_a_rollback_fail_no_request(systemd_fleet, make):
         assert answers(project, index) == {first}
 
     change_code(project, "zero downtime under systemd")
-    with Load(project) as load:
-        slow = LongRequests(project, 0, load).start()
-        release, out = deploy_ok(project)
-        time.sleep(2.5)  # the last long request ends
-    slow.join()
-    none_failed(load, 100)
-    assert slow.seen and {status for status, _ in slow.seen} == {200}, slow.seen
-    assert {name for _, name in slow.seen} == {first, release}  # some began on the old one
+    deploy_under_load(project, first)
     after = units(host, project, 0)
     assert after["U.socket"] == before["U.socket"]
     for instance in ("U@1.service", "U@2.service"):
         assert after[instance][:2] == ("active", "enabled")
         assert after[instance][2] not in (0, before[instance][2]), (before, after)
     assert [listening_inode(project, index) for index in range(2)] == sockets
-    for index in range(2):
-        assert answers(project, index) == {release}
 
-    with Load(project) as load:
-        proc = project.fab("service", "rollback")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    none_failed(load, 50)
-    for index in range(2):
-        assert answers(project, index) == {first}
+    rollback_under_load(project, first)
     assert [listening_inode(project, index) for index in range(2)] == sockets
     status = project.fab("service", "status")  # systemd asked of each instance
     assert status.returncode == 0 and status.stdout.count(" ok ") == 2, status.stdout

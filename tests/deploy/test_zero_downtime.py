@@ -4,9 +4,8 @@ along, a new connection each, and counts refusals, resets and non-2xx answers.
 """
 import time
 
-from tests.deploy.fleetstate import break_health, change_code, deploy_fails, deploy_ok, \
-    port, release_of
-from tests.deploy.loadgen import Load, LongRequests, answers, none_failed
+from tests.deploy.fleetstate import break_health, change_code, deploy_fails, release_of
+from tests.deploy.loadgen import Load, answers, deploy_under_load, rollback_under_load
 
 SICK = 'self.set_status(503)\n        self.write({"status": "sick"})'
 
@@ -16,24 +15,8 @@ def test_a_steady_deploy_and_a_rollback_fail_no_request(build):
     requests; a 2-second request in flight across the switch ends with 200."""
     project, (first,) = build.deployed(1, drain=10)
     change_code(project, "zero downtime")
-    with Load(project) as load:
-        slow = LongRequests(project, 0, load).start()
-        release, _ = deploy_ok(project)
-        time.sleep(2.5)  # the last long request ends
-    slow.join()
-    slow = slow.seen
-    none_failed(load, 100)
-    assert slow and {status for status, _ in slow} == {200}, slow
-    assert {name for _, name in slow} == {first, release}  # some began on the old release
-    for index in range(3):
-        assert answers(project, index) == {release}
-
-    with Load(project) as load:
-        proc = project.fab("service", "rollback")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    none_failed(load, 50)
-    for index in range(3):
-        assert answers(project, index) == {first}
+    deploy_under_load(project, first)
+    rollback_under_load(project, first)
 
 
 def test_a_failing_release_takes_one_process_share_then_every_process_is_old(build):
