@@ -84,22 +84,8 @@ def held(inode, pids):
     """Whether a process among pids (or below them) holds inode; None when it is not seen
     and some of their descriptors cannot be read (another user's). A process that is
     gone holds nothing."""
-    hidden = False
-    for pid in below(pids):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except PermissionError:
-            hidden = True
-            continue
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == inode:
-                    return True
-            except OSError:
-                continue
-    return None if hidden else False
+    links, hidden = descriptors(pids)
+    return True if inode in links else None if hidden else False
 
 
 def accepted_by(conn, pids):
@@ -194,6 +180,26 @@ def below(pids):
     return found
 
 
+def descriptors(pids):
+    """(what the descriptors of pids and the processes below them point to, the uids of
+    those among them whose descriptors this user may not read: another user's)."""
+    links, hidden = set(), set()
+    for pid in below(pids):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except PermissionError:  # another user's process: only its uid can be compared
+            hidden.add(uid_of(pid))
+            continue
+        except OSError:  # gone
+            continue
+        for fd in fds:
+            try:
+                links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                continue
+    return links, hidden
+
+
 def held_by(port, pids):
     """None when every socket listening on `port` (any address, IPv4 or IPv6: the answer
     may have come from any of them) is held by a process among `pids` or below them
@@ -201,20 +207,7 @@ def held_by(port, pids):
     otherwise why not."""
     if not pids:
         return "the manager names no running process"
-    sockets, held, hidden = listening(port), set(), set()
-    for pid in below(pids):
-        try:
-            fds = os.listdir(f"/proc/{pid}/fd")
-        except PermissionError:  # another user's process: only its uid can be compared
-            hidden.add(uid_of(pid))
-            continue
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                held.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
-            except OSError:
-                continue
+    sockets, (held, hidden) = listening(port), descriptors(pids)
     if sockets and all(inode in held or uid in hidden for inode, uid in sockets.items()):
         return None
     return (f"a socket listening on port {port} is not held by the process started now "
@@ -259,9 +252,9 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: [], alone=False):
     start = time.monotonic()
     last, asked, streak, seen = "no answer", start, 0, {}
     while True:
-        elsewhere = False
+        elsewhere, only = False, pids() if alone else None
         try:
-            status, body = get(parts, request, pids() if alone else None)
+            status, body = get(parts, request, only)
             last = f"{status} {body}"
             why = healthy(expect, status, body, parts, pids)
             streak = streak + 1 if why is None else 0
@@ -272,7 +265,7 @@ def wait(url, expect, timeout, gone=lambda: None, pids=lambda: [], alone=False):
         except Elsewhere:
             elsewhere = True
             last = ("connections accepted by other processes than pid "
-                    f"{', '.join(map(str, pids())) or '(none running)'}")
+                    f"{', '.join(map(str, only)) or '(none running)'}")
         except OSError as exc:
             last, streak = f"no answer ({exc.strerror or exc})", 0
         except ValueError as exc:
