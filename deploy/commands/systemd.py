@@ -207,8 +207,9 @@ def running():
 
 # The check of the whole program (every unit running it).
 CHECK = health.POLL + UNITS + RUNNING + r'''
-poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), lambda: unit_gone(running()[0]),
-     lambda: unit_pids(running()[0]))
+units = running()[0]
+poll(sys.argv[1], sys.argv[2], float(sys.argv[3]), lambda: unit_gone(units),
+     lambda: unit_pids(units))
 '''
 
 # The restart. Zero downtime: each instance in turn is restarted (the old process
@@ -243,11 +244,6 @@ roll()
 def unit_name(name, root):
     """`fabship-<service>-<first 8 hex of sha256(root)>.service`: unique per root."""
     return f"fabship-{name}-{hashlib.sha256(root.encode()).hexdigest()[:8]}.service"
-
-
-def unit_path(name, root):
-    """Where the unit of service `name` under `root` is installed."""
-    return posixpath.join(UNIT_DIR, unit_name(name, root))
 
 
 def unit_user(service_user, deploy_user, where="user"):

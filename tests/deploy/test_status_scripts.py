@@ -397,7 +397,6 @@ def test_systemd_commands_are_exact():
     socket_unit = unit.replace(".service", ".socket")
     template = unit.replace(".service", "@.service")
     names = ("/etc/systemd/system", "/r/current", unit, socket_unit, template)
-    assert systemd.unit_path("hello", "/r") == f"/etc/systemd/system/{unit}"
     assert systemd.install("/r/current", "hello", "/r", 3, "app") == (
         "sh", "-c", "set -e" + systemd.INSTALL, "fabship", *names, "3", "app")
     assert systemd.stop("/r/current", "hello", "/r") == (

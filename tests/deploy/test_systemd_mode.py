@@ -42,8 +42,8 @@ def test_unit_name_is_unique_per_service_and_root():
     names = {systemd.unit_name(name, root) for name in ("hello", "web")
              for root in ("/srv/hello", "/srv/hello-staging", "/srv/hello/")}
     assert len(names) == 6
-    assert systemd.unit_path("web", "/srv/web") == \
-        f"/etc/systemd/system/fabship-web-{sha8('/srv/web')}.service"
+    assert systemd.unit_name("web", "/srv/web") == f"fabship-web-{sha8('/srv/web')}.service"
+    assert systemd.UNIT_DIR == "/etc/systemd/system"  # where every script installs them
     assert all(re.fullmatch(r"fabship-[a-z][a-z0-9_-]*-[0-9a-f]{8}\.service", n) for n in names)
 
 
