@@ -100,10 +100,9 @@ def host_basics(env, target, host, extra=None):
 
 
 def _ipv4(text):
-    """Whether text is a dotted IPv4 address."""
+    """Whether text is a dotted IPv4 address (ipaddress takes no other IPv4 form)."""
     try:
-        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address) and \
-            text.count(".") == 3
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv4Address)
     except ValueError:
         return False
 

@@ -12,8 +12,8 @@ LISTEN = re.compile(r"(\{\{.*\}\}|[A-Za-z0-9.-]+):(\{\{.*\}\}|[0-9]+)")
 class ProcessSettings:
     """`processes`, `zero_downtime`, `drain` and `listen` of a service."""
 
-    count: int = 1  # processes of the program per host
-    zero_downtime: bool = False  # the manager holds the socket; processes replaced in turn
+    count: int = 2  # processes of the program per host
+    zero_downtime: bool = True  # the manager holds the socket; processes replaced in turn
     drain: float = 10.0  # seconds a process may take after SIGTERM (the stop timeout)
     listen: str | None = None  # HOST:PORT (a template) of the socket; None: health's
 
