@@ -26,7 +26,7 @@ import hashlib
 import posixpath
 import re
 
-from . import health, script
+from . import NO_LINKS, health, script
 from ..errors import ConfigError
 
 UNIT_DIR = "/etc/systemd/system"
@@ -81,13 +81,15 @@ stop_units() {
 socket_part() { sed -n '/^\[Socket\]/,/^\[/{/^[[:space:]]*[#;]/d;p;}' "$1"; }
 """
 
-# "$6" how many processes, "$7" the `user:` key (optional). Zero downtime: a plain unit of
+# "$6" how many processes, "$7" the `user:` key (optional). A unit file of the release that
+# is a link is refused (root would install what it points to). Zero downtime: a plain unit of
 # an earlier deploy (it holds the port) is stopped and removed; the socket is started,
 # never restarted unless its [Socket] section changed (`listen`): then it and its
 # instances restart once, with a warning; instances past `processes` are stopped.
 # Without: a socket and instances of an earlier deploy are stopped and removed.
-INSTALL = AS_ROOT + NAMES + UNITS_SH + r"""
+INSTALL = AS_ROOT + NO_LINKS + NAMES + UNITS_SH + r"""
 count=$6 user=$7 staged=$2/.fabship
+no_links "$staged/$socket" "$staged/$template" "$staged/$plain"
 """ + CHOWN + r"""
 if [ -e "$staged/$socket" ]; then
   if [ -e "$UNIT_DIR/$plain" ]; then

@@ -301,6 +301,22 @@ def test_a_failing_systemctl_fails_the_step(stand_ins):
         1, f"{unit}: systemctl restart failed: no: restart {unit}\n")
 
 
+@pytest.mark.parametrize("suffix", [".service", ".socket", "@.service"])
+def test_a_unit_file_of_the_release_that_is_a_link_is_refused(stand_ins, suffix):
+    """Root installs the unit files: one that is a link (to /etc/shadow, say) is refused,
+    naming it, before anything is installed or asked of systemctl."""
+    staged = stand_ins / "release" / ".fabship"
+    staged.mkdir(parents=True)
+    unit = systemd.unit_name("hello", "/srv/hello").replace(".service", suffix)
+    (staged / unit).symlink_to("/etc/shadow")
+    proc = run_as(install_argv(stand_ins, stand_ins / "release"), stand_ins)
+    assert (proc.returncode, proc.stderr) == (1, ""), proc.stderr
+    assert proc.stdout == (f"refusing: {staged / unit} is a symbolic link (to /etc/shadow); "
+                           "fabship follows no link out of the service root: remove it\n")
+    assert (stand_ins / "calls.log").read_text() == ""
+    assert not any((stand_ins / "units").iterdir())
+
+
 # --- the release's secret files go to the unit's user -------------------------------------
 # The SSH user writes .fabship/env and secret templates mode 0600; a unit running as another
 # `user:` must be able to read them. A real release tree, real find/chown, run as root.
